@@ -1,0 +1,42 @@
+"""The command line: help everywhere, usage errors exit 2, and no torch for --help."""
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from vidscale.cli import main
+
+COMMANDS = [[], ["upscale"], ["generate"], ["watch"], ["probe"], ["presets"], ["model"],
+            ["model", "convert"], ["model", "info"], ["selftest"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "vidscale")
+def test_help_for_every_command(command):
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+
+
+def test_importing_the_cli_does_not_import_torch():
+    code = "import sys, vidscale.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["upscale"], ["upscale", "a.mp4", "--scale", "3"], ["upscale", "a.mp4", "--codec", "mpeg2"],
+    ["upscale", "a.mp4", "--frames", "10:5"], ["generate", "x", "--size", "big"], ["nope"],
+])
+def test_bad_options_are_usage_errors(args):
+    assert CliRunner().invoke(main, args).exit_code == 2
+
+
+def test_presets_lists_and_shows():
+    runner = CliRunner()
+    listing = runner.invoke(main, ["presets"])
+    assert listing.exit_code == 0 and "prores-hq-2x" in listing.output
+    shown = runner.invoke(main, ["presets", "h264-web-2x"])
+    assert shown.exit_code == 0 and 'codec = "h264"' in shown.output
+    wrong = runner.invoke(main, ["presets", "nope"])
+    assert wrong.exit_code == 2 and "unknown preset 'nope'" in wrong.output

@@ -1,0 +1,274 @@
+"""The ``vidscale`` command: parse options, build settings, call the library, print the result.
+
+Nothing here is logic a library user would have to copy. Heavy modules (torch, the model) are
+imported inside the commands that need them, so ``vidscale --help`` stays fast. Library errors
+become exit codes in one place, :class:`VidscaleGroup`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import VidscaleError
+from .progress import Progress
+from .settings import Settings, as_toml, load_settings, preset_names
+
+CODECS = ["prores-proxy", "prores-lt", "prores", "prores-hq", "prores-4444", "prores-4444xq",
+          "h264", "h264-10bit", "h265"]
+
+
+class _ExitError(click.ClickException):
+    """A VidscaleError shown as click shows errors ("Error: ..."), with the error's exit code."""
+
+    def __init__(self, error: VidscaleError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+class VidscaleGroup(click.Group):
+    """Maps every :class:`VidscaleError` raised by a subcommand to its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VidscaleError as error:
+            raise _ExitError(error) from error
+
+
+class FrameRange(click.ParamType):
+    """``START:END`` (END exclusive, either side may be empty) -> ``(start, end | None)``."""
+
+    name = "START:END"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, int | None]:
+        if isinstance(value, tuple):
+            return value
+        start, sep, end = str(value).partition(":")
+        try:
+            first = int(start) if start else 0
+            last = int(end) if end else None
+        except ValueError:
+            self.fail(f"{value!r} is not START:END (frame numbers, end exclusive)", param, ctx)
+        if not sep or first < 0 or (last is not None and last <= first):
+            self.fail(f"{value!r} is not START:END with 0 <= START < END", param, ctx)
+        return first, last
+
+
+class Size(click.ParamType):
+    """``WIDTHxHEIGHT`` -> ``(width, height)``."""
+
+    name = "WxH"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        width, sep, height = str(value).lower().partition("x")
+        if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+            self.fail(f"{value!r} is not WIDTHxHEIGHT, e.g. 1024x640", param, ctx)
+        return int(width), int(height)
+
+
+def _settings(preset: str | None, overrides: dict[str, Any]) -> Settings:
+    return load_settings(preset, overrides)
+
+
+def _progress(quiet: bool, as_json: bool) -> Progress:
+    return Progress(enabled=not (quiet or as_json))
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _model_options(func: Any) -> Any:
+    for option in reversed([
+        click.option("--model", "model_path", metavar="PATH|tiny",
+                     help="Converted model folder or model.ckpt ('tiny': random test model)."),
+        click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), help="Where the model runs."),
+        click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
+                     help="Model precision (auto: bf16 on CUDA, fp32 on CPU)."),
+        click.option("--seed", type=click.IntRange(0), help="Seed of every random draw."),
+    ]):
+        func = option(func)
+    return func
+
+
+@click.group(cls=VidscaleGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vidscale")
+def main() -> None:
+    """Upscale video clips and generate video from text with VideoCrafter2 + FreeScale."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Output file (one input only). Default: NAME_2x.mov next to the input.")
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the outputs (created if missing).")
+@click.option("--preset", help="Shipped preset name or path of a .toml file.")
+@click.option("--scale", type=click.Choice(["2", "4"]), help="Size factor per side.")
+@click.option("--codec", type=click.Choice(CODECS), help="Output codec.")
+@click.option("--engine", type=click.Choice(["freescale", "lanczos"]),
+              help="freescale: generated detail (GPU); lanczos: fast classic resize preview.")
+@click.option("--prompt", help="Optional text describing the clip (freescale engine).")
+@_model_options
+@click.option("--frames", "frame_range", type=FrameRange(), help="Only frames START:END (end exclusive).")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (chunks, windows, memory) and stop.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str | None,
+            scale: str | None, codec: str | None, engine: str | None, prompt: str | None,
+            model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
+            frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool,
+            as_json: bool, quiet: bool) -> None:
+    """Make clips 2x (or 4x) larger. INPUTS are video files or folders of them."""
+    from .jobs.batch import BatchRequest, run_batch
+
+    if output is not None and (len(inputs) > 1 or out_dir is not None):
+        raise click.UsageError("-o/--output takes exactly one input and no --out-dir")
+    settings = _settings(preset, {
+        "upscale.scale": int(scale) if scale else None, "output.codec": codec, "upscale.engine": engine,
+        "sampling.prompt": prompt, "model.path": model_path, "model.device": device,
+        "model.dtype": dtype, "sampling.seed": seed,
+    })
+    request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
+                           frames=frame_range, overwrite=overwrite, dry_run=dry_run)
+    summary = run_batch(request, progress=_progress(quiet, as_json),
+                        log=None if as_json else click.echo)
+    if as_json:
+        _print_json(summary.to_dict())
+    if summary.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Output file (default: a name made from the prompt, in the current folder).")
+@click.option("--preset", default="t2v-640p", show_default=True, help="Preset name or .toml path.")
+@click.option("--frames", type=click.IntRange(1), help="Number of frames (more than 16 is fine).")
+@click.option("--size", type=Size(), help="Final size WIDTHxHEIGHT (a x2/x4 cascade of the base).")
+@click.option("--codec", type=click.Choice(CODECS), help="Output codec.")
+@_model_options
+@click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
+             size: tuple[int, int] | None, codec: str | None, model_path: str | None,
+             device: str | None, dtype: str | None, seed: int | None, overwrite: bool,
+             as_json: bool, quiet: bool) -> None:
+    """Generate a clip from PROMPT: VideoCrafter2 at 320x512, then the FreeScale cascade."""
+    from .pipeline.generate import generate_clip
+
+    settings = _settings(preset, {
+        "generate.frames": frames, "generate.width": size[0] if size else None,
+        "generate.height": size[1] if size else None, "output.codec": codec,
+        "model.path": model_path, "model.device": device, "model.dtype": dtype,
+        "sampling.seed": seed, "sampling.prompt": prompt,
+    })
+    result = generate_clip(settings, output=output, overwrite=overwrite,
+                           progress=_progress(quiet, as_json))
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        click.echo(f"wrote {result.output}")
+
+
+@main.command()
+@click.argument("inbox", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Where outputs go (default: INBOX/out).")
+@click.option("--preset", help="Preset name or .toml path (a vidscale.toml in a subfolder overrides it).")
+@click.option("--once", is_flag=True, help="Process what is there now, then exit.")
+@click.option("--settle", type=click.FloatRange(0), default=5.0, show_default=True,
+              help="Seconds a file's size and mtime must stay unchanged before it is taken.")
+@click.option("--poll", is_flag=True, help="Poll instead of file events (network shares).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def watch(inbox: Path, out_dir: Path | None, preset: str | None, once: bool, settle: float,
+          poll: bool, quiet: bool) -> None:
+    """Upscale every clip dropped into INBOX; a restart resumes where it stopped."""
+    from .jobs.watch import WatchRequest, watch_folder
+
+    settings = _settings(preset, {})
+    request = WatchRequest(inbox=inbox, out_dir=out_dir, settings=settings, preset=preset,
+                           once=once, settle_seconds=settle, poll=poll)
+    watch_folder(request, progress=Progress(enabled=not quiet), log=click.echo)
+
+
+@main.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+def probe(input: Path, as_json: bool) -> None:
+    """Show what vidscale reads from a clip: size, exact frame rate, frames, colour, audio."""
+    from .media import probe as probe_clip
+
+    info = probe_clip(input)
+    if as_json:
+        _print_json(info.to_dict())
+    else:
+        click.echo(info.describe())
+
+
+@main.command()
+@click.argument("name", required=False)
+def presets(name: str | None) -> None:
+    """List the shipped presets, or print one in full (NAME or a .toml path)."""
+    if name is None:
+        for preset in preset_names():
+            click.echo(f"{preset:22} {load_settings(preset).description}")
+        return
+    click.echo(as_toml(load_settings(name)), nl=False)
+
+
+@main.group()
+def model() -> None:
+    """Convert and inspect VideoCrafter2 weights."""
+
+
+@model.command("convert")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--trust-pickle", is_flag=True,
+              help="Allow unpickling model.ckpt if the safe loader refuses it (only for files you trust).")
+@click.option("--vocab", type=click.Path(path_type=Path, dir_okay=False),
+              help="CLIP BPE vocabulary (merges.txt or bpe_simple_vocab_16e6.txt.gz) to store with the model.")
+def model_convert(checkpoint: Path, dest: Path, trust_pickle: bool, vocab: Path | None) -> None:
+    """Convert VideoCrafter2's model.ckpt once into a fast safetensors folder DEST."""
+    from .model.convert import convert_checkpoint
+
+    convert_checkpoint(checkpoint, dest, trust_pickle=trust_pickle, vocab=vocab, log=click.echo)
+    click.echo(f"converted {checkpoint} -> {dest}")
+
+
+@model.command("info")
+@click.argument("path", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+def model_info(path: str | None, as_json: bool) -> None:
+    """Components, parameter counts and dtype of a model folder (default: the resolved model)."""
+    from .model.info import describe_model
+
+    info = describe_model(path)
+    if as_json:
+        _print_json(info)
+    else:
+        for component, details in info["components"].items():
+            click.echo(f"{component:14} {details['parameters']:>14,d} params  {details['dtype']}")
+        click.echo(f"location       {info['path']}")
+
+
+@main.command()
+@click.option("--keep", type=click.Path(path_type=Path, file_okay=False),
+              help="Keep the test clip in this folder.")
+def selftest(keep: Path | None) -> None:
+    """Check the installation: run the whole generate path on CPU with a random tiny model."""
+    from .model.selftest import run_selftest
+
+    report = run_selftest(keep=keep, log=click.echo)
+    click.echo(report)

@@ -1,0 +1,275 @@
+"""Presets and options as one typed, validated settings object.
+
+A preset is a TOML file whose tables are the sections below (``[output]``, ``[sampling]``, ...).
+Loading goes defaults -> preset file -> command-line overrides, and every value is checked
+against the dataclass field it lands in: an unknown key, a wrong type or a value out of range is a
+:class:`~vidscale.errors.SettingsError` naming the file, the key and what is allowed.
+
+This module imports no torch: the CLI builds settings before deciding whether a model is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from .errors import SettingsError
+
+Codec = Literal[
+    "prores-proxy", "prores-lt", "prores", "prores-hq", "prores-4444", "prores-4444xq",
+    "h264", "h264-10bit", "h265",
+]
+X264Preset = Literal[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+]
+
+
+def _range(lo: float | None, hi: float | None) -> dict[str, Any]:
+    """Field metadata: the allowed closed interval (None = unbounded)."""
+    return {"range": (lo, hi)}
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """How the result is encoded."""
+
+    codec: Codec = "prores-hq"
+    crf: int = field(default=18, metadata=_range(0, 51))  # H.264/H.265 only: 17-19 masters, 23 web
+    x264_preset: X264Preset = "medium"  # H.264/H.265 only
+    audio: Literal["copy", "none"] = "copy"  # copy packets when the container allows, else AAC
+
+
+@dataclass(frozen=True)
+class UpscaleSettings:
+    """What ``vidscale upscale`` does to each clip."""
+
+    engine: Literal["freescale", "lanczos"] = "freescale"
+    scale: Literal[2, 4] = 2
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which weights run, where, and at what precision."""
+
+    path: str = ""  # "" = $VIDSCALE_MODEL, then the cache folder; "tiny" = random test model
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """The DDIM sampler shared by generation and upscaling."""
+
+    steps: int = field(default=50, metadata=_range(1, 1000))
+    guidance_scale: float = field(default=12.0, metadata=_range(0.0, 50.0))  # <= 1: no CFG pass
+    eta: float = field(default=0.0, metadata=_range(0.0, 1.0))
+    fps: int = field(default=0, metadata=_range(0, 120))  # fps conditioning; 0 = the clip's rate
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = field(default=123, metadata=_range(0, 2**63 - 1))
+
+
+@dataclass(frozen=True)
+class FreeScaleSettings:
+    """The FreeScale method; every part can be switched off for ablations."""
+
+    restart_fraction: float = field(default=0.3, metadata=_range(0.0, 1.0))  # 0.3 of 50 -> t=681
+    alpha: float = field(default=2.0, metadata=_range(0.0, 100.0))  # detail control exponent
+    upsample: Literal["latent", "rgb"] = "latent"
+    upsample_mode: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
+    dilation: bool = True
+    dilate_tau: float = field(default=0.7, metadata=_range(0.0, 1.0))  # dilated for 35 of 50 steps
+    dilate_levels: tuple[int, ...] = (3,)  # down levels dilated (VC2 has 0..3); mid always
+    fusion: Literal["off", "reference", "fast", "npa-only"] = "fast"
+    sigma: float = field(default=1.0, metadata=_range(0.01, 10.0))  # Gaussian blur of fusion
+    temporal_window: int = field(default=16, metadata=_range(2, 64))
+    temporal_stride: int = field(default=4, metadata=_range(1, 64))
+    frequency_mixing: bool = False  # ScaleDiff LFM: needs RGB upsampling through the VAE
+    mixing_factor: float = field(default=0.25, metadata=_range(0.01, 1.0))
+    structure_guidance: bool = True
+    guidance_weight: float = field(default=0.5, metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How a long clip is cut into chunks and how much memory a chunk may use."""
+
+    chunk_frames: int = field(default=48, metadata=_range(1, 10_000))
+    overlap_frames: int = field(default=8, metadata=_range(0, 1_000))
+    memory_budget_gb: float = field(default=60.0, metadata=_range(0.1, 10_000.0))
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """Text-to-video: base size and the cascade's final size."""
+
+    frames: int = field(default=16, metadata=_range(1, 10_000))
+    base_width: int = field(default=512, metadata=_range(16, 8192))
+    base_height: int = field(default=320, metadata=_range(16, 8192))
+    width: int = field(default=1024, metadata=_range(16, 16384))
+    height: int = field(default=640, metadata=_range(16, 16384))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one job needs, from a preset plus overrides. Sections match the TOML tables."""
+
+    description: str = ""
+    upscale: UpscaleSettings = UpscaleSettings()
+    output: OutputSettings = OutputSettings()
+    model: ModelSettings = ModelSettings()
+    sampling: SamplingSettings = SamplingSettings()
+    freescale: FreeScaleSettings = FreeScaleSettings()
+    jobs: JobSettings = JobSettings()
+    generate: GenerateSettings = GenerateSettings()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self, *sections: str) -> str:
+        """A stable hash of the named sections (all when none): what decides if a job can resume."""
+        data = self.to_dict()
+        if sections:
+            data = {name: data[name] for name in sections}
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def replace(self, overrides: Mapping[str, Any], source: str = "command line") -> "Settings":
+        """Apply ``{"section.key": value}`` overrides (None values are ignored), validated."""
+        nested: dict[str, Any] = {}
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.rpartition(".")
+            (nested.setdefault(section, {}) if section else nested)[key] = value
+        return _merge(self, nested, source)
+
+
+def _check_value(value: Any, kind: Any, meta: Mapping[str, Any], where: str) -> Any:
+    """Return ``value`` converted to ``kind`` or raise SettingsError saying what is allowed."""
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        choices = typing.get_args(kind)
+        if value not in choices or type(value) is bool:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise SettingsError(f"{where}: {value!r} is not allowed; choose one of {allowed}")
+        return value
+    if origin is tuple:
+        item = typing.get_args(kind)[0]
+        if not isinstance(value, (list, tuple)):
+            raise SettingsError(f"{where}: expected a list of {item.__name__}, got {value!r}")
+        return tuple(_check_value(v, item, meta, where) for v in value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SettingsError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SettingsError(f"{where}: expected {kind.__name__}, got {value!r}")
+    lo, hi = meta.get("range", (None, None))
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise SettingsError(f"{where}: {value!r} is out of range; allowed {lo} to {hi}")
+    return value
+
+
+def _merge(obj: Any, data: Mapping[str, Any], source: str, prefix: str = "") -> Any:
+    """Return a copy of dataclass ``obj`` with ``data`` applied recursively, validated."""
+    hints = typing.get_type_hints(type(obj))
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{source}: {prefix}{key}"
+        if key not in fields:
+            allowed = ", ".join(sorted(fields))
+            raise SettingsError(f"{where}: unknown key; allowed keys here: {allowed}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise SettingsError(f"{where}: expected a table [{prefix}{key}], got {value!r}")
+            changes[key] = _merge(current, value, source, f"{prefix}{key}.")
+        else:
+            changes[key] = _check_value(value, hints[key], fields[key].metadata, where)
+    return dataclasses.replace(obj, **changes)
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped presets (``presets/*.toml``)."""
+    folder = resources.files("vidscale.presets")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def preset_text(name_or_path: str | Path) -> tuple[str, str]:
+    """Return ``(source label, TOML text)`` for a shipped preset name or a path to a user file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists():
+        try:
+            return str(candidate), candidate.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SettingsError(f"{candidate}: preset file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{candidate}: cannot read preset file: {exc}") from None
+    name = str(name_or_path)
+    if name not in preset_names():
+        raise SettingsError(
+            f"unknown preset {name!r}; shipped presets: {', '.join(preset_names())} "
+            "(or pass the path of a .toml file)"
+        )
+    return f"preset {name}", resources.files("vidscale.presets").joinpath(f"{name}.toml").read_text()
+
+
+def parse_settings(text: str, source: str, base: Settings | None = None) -> Settings:
+    """Apply the TOML ``text`` (labelled ``source`` in errors) on top of ``base`` or the defaults."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{source}: not valid TOML: {exc}") from None
+    return _merge(base or Settings(), data, source)
+
+
+def load_settings(preset: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Defaults, then the preset (a shipped name or a file path), then ``{"section.key": value}``."""
+    settings = Settings()
+    if preset is not None:
+        source, text = preset_text(preset)
+        settings = parse_settings(text, source)
+    return settings.replace(overrides or {})
+
+
+def as_toml(settings: Settings) -> str:
+    """The settings as a complete preset file (what ``vidscale presets NAME`` prints)."""
+    lines = [f"description = {json.dumps(settings.description)}"]
+    for section, values in settings.to_dict().items():
+        if not isinstance(values, dict):
+            continue
+        lines.append(f"\n[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+__all__ = [
+    "Codec", "OutputSettings", "UpscaleSettings", "ModelSettings", "SamplingSettings",
+    "FreeScaleSettings", "JobSettings", "GenerateSettings", "Settings",
+    "preset_names", "preset_text", "parse_settings", "load_settings", "as_toml",
+]
