@@ -1,0 +1,65 @@
+"""Writing files so that a crash never leaves a half-written file under its final name.
+
+Everything vidscale writes (outputs, converted weights, chunk results, manifests) goes to a
+temporary name in the destination folder and is renamed into place with :func:`os.replace` only
+once complete; the rename is atomic on one filesystem. On any error the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import OutputError
+
+
+def temp_name(final: Path) -> Path:
+    """A fresh, unused temporary path beside ``final`` that keeps its suffix (muxers read it)."""
+    final = Path(final)
+    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".partial{final.suffix}",
+                                dir=final.parent)
+    os.close(fd)
+    return Path(name)
+
+
+@contextmanager
+def atomic_path(final: Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it becomes ``final``, on error it is removed.
+
+    Raises :class:`OutputError` (exit 2) before anything is written when the folder is missing or
+    unwritable, or when ``final`` exists and ``overwrite`` is false.
+    """
+    final = Path(final)
+    if final.exists() and not overwrite:
+        raise OutputError(f"{final}: already exists (pass --overwrite to replace it)", exit_code=2)
+    try:
+        temp = temp_name(final)
+    except FileNotFoundError:
+        raise OutputError(f"{final.parent}: output folder does not exist", exit_code=2) from None
+    except OSError as exc:
+        raise OutputError(f"{final.parent}: cannot write in the output folder ({exc.strerror})",
+                          exit_code=2) from None
+    try:
+        yield temp
+        os.replace(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(final: Path, data: bytes) -> None:
+    """Write ``data`` to ``final`` atomically (fsync'd, so a power cut keeps old or new)."""
+    with atomic_path(final) as temp:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def write_json(final: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``final`` atomically."""
+    write_bytes(final, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())
