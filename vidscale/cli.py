@@ -82,6 +82,14 @@ def _progress(quiet: bool, as_json: bool) -> Progress:
     return Progress(enabled=not (quiet or as_json))
 
 
+def _log(quiet: bool) -> Any:
+    """Status lines go to stderr (stdout is kept for --json); --quiet keeps only failures."""
+    def log(line: str) -> None:
+        if not quiet or line.startswith("failed"):
+            click.echo(line, err=True)
+    return log
+
+
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
@@ -140,12 +148,10 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
     })
     request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
                            frames=frame_range, overwrite=overwrite, dry_run=dry_run)
-    summary = run_batch(request, progress=_progress(quiet, as_json),
-                        log=None if as_json else click.echo)
+    summary = run_batch(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
     if as_json:
         _print_json(summary.to_dict())
-    if summary.failed:
-        sys.exit(1)
+    sys.exit(summary.exit_code)
 
 
 @main.command()
