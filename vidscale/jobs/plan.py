@@ -1,0 +1,249 @@
+"""Plan an upscale before any model runs: geometry, chunks of frames, spatial tiles, cost.
+
+Everything here is arithmetic on sizes (no torch, no files), so ``--dry-run`` is instant and a
+plan can be stored in a job manifest and compared on resume.
+
+Geometry: the VAE works on multiples of 8 pixels and the UNet halves the latent three times, so
+the *upscaled* latent must be a multiple of 8. Frames are therefore padded (edge-replicated, on the
+right and bottom) to a multiple of ``64 / scale`` pixels, and the padding is cropped from the
+output: output size is always exactly ``scale x`` the input size, never a silent crop or stretch.
+
+Chunks: a chunk is a run of consecutive frames denoised together (temporal attention is windowed,
+so a chunk may be much longer than 16 frames). Consecutive chunks share ``overlap`` frames; the
+overlap frames of chunk k+1 are *anchored*: at every step they are overwritten with chunk k's
+latents for the same frames, so chunk k+1 continues chunk k's trajectory and every output frame
+comes from exactly one trajectory (no crossfade, no seam). See ``vidscale.pipeline.chunks``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..settings import Settings
+
+VAE_FACTOR = 8  # pixels per latent cell
+UNET_MULTIPLE = 8  # the UNet halves the latent three times
+# Full-size VideoCrafter2 in parameters (UNet 1.41 B + VAE 84 M + OpenCLIP text tower 354 M).
+VC2_PARAMETERS = 1.85e9
+# FLOPs of one full-width VC2 UNet forward per frame: a*N + b*N*K for N latent tokens per frame
+# and K tokens each query attends to (K = N for global spatial attention). Fitted to the measured
+# table in shared/reference/videocrafter2.md (12.6 / 59.3 / 384 TFLOP at 16 frames x 40x64 /
+# 80x128 / 160x256 latents): within 2 % at all three sizes.
+FLOPS_PER_TOKEN = 2.895e8
+FLOPS_PER_TOKEN_PAIR = 7068.0
+# Activation memory of one UNet forward, per frame and latent token, in units of the dtype size:
+# about 24 live tensors of the level-0 width (320 channels) at peak, skip connections included.
+ACTIVATION_ELEMENTS_PER_TOKEN = 320 * 24
+# Largest latent map (tokens per frame) for which global spatial attention is planned; above it
+# scale fusion falls back to neighbourhood patch attention only (1280x2048 -> 160x256 = 40960).
+MAX_GLOBAL_TOKENS = 160 * 256
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Sizes of one upscale, in pixels and latent cells (height, width order for latents)."""
+
+    width: int
+    height: int
+    scale: int
+    padded_width: int
+    padded_height: int
+    base_latent: tuple[int, int]  # the model's native latent size (VC2: 40x64), for fusion windows
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        return self.padded_height // VAE_FACTOR, self.padded_width // VAE_FACTOR
+
+    @property
+    def target_latent_size(self) -> tuple[int, int]:
+        h, w = self.latent_size
+        return h * self.scale, w * self.scale
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of the output: exactly scale x the input."""
+        return self.width * self.scale, self.height * self.scale
+
+    @property
+    def fusion_scale(self) -> int:
+        """How many base windows fit per side (sets the blur kernel 2s-1 and the dilation)."""
+        th, tw = self.target_latent_size
+        bh, bw = self.base_latent
+        return max(1, round(min(th / bh, tw / bw)))
+
+
+def geometry_for(width: int, height: int, scale: int, base_latent: tuple[int, int] = (40, 64)) -> Geometry:
+    """Pad ``width x height`` up to the grid that a ``scale``-times latent needs."""
+    multiple = VAE_FACTOR * UNET_MULTIPLE // math.gcd(scale, UNET_MULTIPLE)
+    pad = lambda n: -(-n // multiple) * multiple  # noqa: E731 - round up to the grid
+    return Geometry(width, height, scale, pad(width), pad(height), base_latent)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Frames ``[start, end)`` denoised together; the first ``anchored`` follow the previous chunk."""
+
+    index: int
+    start: int
+    end: int
+    anchored: int
+
+    @property
+    def owned(self) -> tuple[int, int]:
+        """The frames this chunk contributes to the output."""
+        return self.start + self.anchored, self.end
+
+
+def plan_chunks(total: int, chunk_frames: int, overlap: int) -> list[Chunk]:
+    """Cover ``total`` frames with chunks of ``chunk_frames`` sharing ``overlap`` frames.
+
+    Every frame is owned by exactly one chunk, in order; the overlap is clipped so each chunk adds
+    at least one new frame.
+    """
+    if total <= 0:
+        raise ValueError("a plan needs at least one frame")
+    length = max(1, min(chunk_frames, total))
+    overlap = min(overlap, length - 1)
+    chunks = [Chunk(0, 0, length, 0)]
+    while chunks[-1].end < total:
+        start = chunks[-1].end - overlap
+        chunks.append(Chunk(len(chunks), start, min(start + length, total), overlap))
+    return chunks
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A window of the target latent, (top, left, height, width) in latent cells."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def _axis_positions(size: int, tile: int, overlap: int) -> list[int]:
+    if tile >= size:
+        return [0]
+    count = math.ceil((size - overlap) / (tile - overlap))
+    return [round(i * (size - tile) / (count - 1)) for i in range(count)]
+
+
+def plan_tiles(latent: tuple[int, int], tile: tuple[int, int], overlap: int) -> list[Tile]:
+    """Overlapping tiles covering ``latent``; the last tile of each axis touches the border."""
+    tops = _axis_positions(latent[0], tile[0], overlap)
+    lefts = _axis_positions(latent[1], tile[1], overlap)
+    th, tw = min(tile[0], latent[0]), min(tile[1], latent[1])
+    return [Tile(top, left, th, tw) for top in tops for left in lefts]
+
+
+def unet_tflops(frames: int, tokens: int, attended: int, batch: int = 1) -> float:
+    """Estimated TFLOP of one full-width VC2 UNet call (see FLOPS_PER_TOKEN*)."""
+    per_frame = FLOPS_PER_TOKEN * tokens + FLOPS_PER_TOKEN_PAIR * tokens * attended
+    return per_frame * frames * batch / 1e12
+
+
+def unet_memory_gb(frames: int, tokens: int, dtype_bytes: int, batch: int = 1) -> float:
+    """Estimated peak GPU memory of a chunk: all weights plus one UNet call's activations."""
+    weights = VC2_PARAMETERS * dtype_bytes
+    activations = frames * tokens * ACTIVATION_ELEMENTS_PER_TOKEN * dtype_bytes * batch
+    return (weights + activations) / 2**30
+
+
+@dataclass(frozen=True)
+class UpscalePlan:
+    """What an upscale will do; stored in the job manifest and printed by ``--dry-run``."""
+
+    frame_range: tuple[int, int]
+    geometry: Geometry
+    chunks: list[Chunk]
+    tiles: list[Tile]
+    fusion: str
+    steps: int  # denoising steps actually run (after the restart)
+    temporal_windows: int  # 16-frame windows in the longest chunk
+    memory_gb: float
+    tflops_per_step: float
+    tile_overlap: int = 0  # latent cells shared by neighbouring tiles
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def frame_count(self) -> int:
+        return self.frame_range[1] - self.frame_range[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        geometry = self.geometry
+        data["geometry"].update(latent_size=geometry.latent_size,
+                                target_latent_size=geometry.target_latent_size,
+                                output_size=geometry.output_size)
+        data["tflops_total"] = round(self.tflops_per_step * self.steps * len(self.chunks), 1)
+        return data
+
+
+def window_count(frames: int, window: int, stride: int) -> int:
+    """Temporal windows covering ``frames`` (plus one ending on the last frame if needed)."""
+    if window <= 0 or frames <= window:
+        return 1
+    count = (frames - window) // stride + 1
+    return count + ((frames - window) % stride != 0)
+
+
+def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: Settings, *,
+              base_latent: tuple[int, int] = (40, 64), dtype_bytes: int = 2) -> UpscalePlan:
+    """Plan an upscale of ``frame_range`` of a ``width x height`` clip within the memory budget.
+
+    Chunk length comes from the budget (never more than ``jobs.chunk_frames``); if not even one
+    temporal window of frames fits at the full size, the latent is cut into overlapping tiles.
+    Global attention is dropped for neighbourhood patch attention above ``MAX_GLOBAL_TOKENS``.
+    """
+    geometry = geometry_for(width, height, settings.upscale.scale, base_latent)
+    latent = geometry.target_latent_size
+    fusion, notes = _fusion_mode(settings.freescale.fusion, latent)
+    batch = 2 if settings.sampling.guidance_scale > 1 else 1
+    frames = frame_range[1] - frame_range[0]
+    window = settings.freescale.temporal_window or frames
+    fit = _frames_that_fit(latent[0] * latent[1], settings, dtype_bytes, batch)
+    tiles: list[Tile] = []
+    tile, tile_overlap = latent, 0
+    if fit < min(frames, window):
+        tile = _tile_size(latent, settings, dtype_bytes, batch, min(frames, window))
+        tile_overlap = max(UNET_MULTIPLE, tile[0] // 4 // UNET_MULTIPLE * UNET_MULTIPLE)
+        tiles = plan_tiles(latent, tile, overlap=tile_overlap)
+        fit = _frames_that_fit(tile[0] * tile[1], settings, dtype_bytes, batch)
+        notes.append(f"latent {latent[0]}x{latent[1]} over budget: {len(tiles)} tiles of {tile[0]}x{tile[1]}")
+    chunks = plan_chunks(frames, max(1, min(settings.jobs.chunk_frames, fit)), settings.jobs.overlap_frames)
+    tokens = tile[0] * tile[1]
+    attended = tokens if fusion in ("off", "reference", "fast") else min(tokens, base_latent[0] * base_latent[1])
+    longest = max(c.end - c.start for c in chunks)
+    steps = settings.sampling.steps - int(settings.freescale.restart_fraction * settings.sampling.steps)
+    return UpscalePlan(
+        frame_range=frame_range, geometry=geometry, chunks=chunks, tiles=tiles, fusion=fusion,
+        steps=steps,
+        temporal_windows=window_count(longest, settings.freescale.temporal_window, settings.freescale.temporal_stride),
+        memory_gb=round(unet_memory_gb(longest, tokens, dtype_bytes, batch), 2),
+        tflops_per_step=round(unet_tflops(longest, tokens, attended, batch) * max(1, len(tiles)), 2),
+        tile_overlap=tile_overlap, notes=notes,
+    )
+
+
+def _fusion_mode(requested: str, latent: tuple[int, int]) -> tuple[str, list[str]]:
+    if requested in ("reference", "fast") and latent[0] * latent[1] > MAX_GLOBAL_TOKENS:
+        return "npa-only", [f"latent {latent[0]}x{latent[1]} too large for global attention: npa-only"]
+    return requested, []
+
+
+def _frames_that_fit(tokens: int, settings: Settings, dtype_bytes: int, batch: int) -> int:
+    free = settings.jobs.memory_budget_gb - unet_memory_gb(0, tokens, dtype_bytes, batch)
+    per_frame = unet_memory_gb(1, tokens, dtype_bytes, batch) - unet_memory_gb(0, tokens, dtype_bytes, batch)
+    return max(0, int(free / per_frame))
+
+
+def _tile_size(latent: tuple[int, int], settings: Settings, dtype_bytes: int, batch: int,
+               frames: int) -> tuple[int, int]:
+    """The largest tile (multiple of 8, same aspect) of which ``frames`` frames fit the budget."""
+    free = settings.jobs.memory_budget_gb - unet_memory_gb(0, 1, dtype_bytes, batch)
+    per_token = unet_memory_gb(frames, 1, dtype_bytes, batch) - unet_memory_gb(0, 1, dtype_bytes, batch)
+    shrink = math.sqrt(max(free, 0.0) / per_token / (latent[0] * latent[1]))
+    snap = lambda n: max(2 * UNET_MULTIPLE, int(n * shrink) // UNET_MULTIPLE * UNET_MULTIPLE)  # noqa: E731
+    return min(snap(latent[0]), latent[0]), min(snap(latent[1]), latent[1])

@@ -1,0 +1,101 @@
+"""The job store: one folder per job, so an interrupted run resumes instead of starting over.
+
+Layout of a job folder::
+
+    manifest.json           identity (input fingerprint, settings hash, plan) + finished chunks
+    chunk-0000.safetensors  a finished chunk's tensors (final latents, anchor trajectory, pts)
+    report.json             written when the job completes
+
+Every file is written under a temporary name and renamed into place (``vidscale.atomic``), and a
+chunk is recorded in the manifest only after its file is complete, so a SIGKILL at any instant
+leaves a store that resumes correctly. The folder name carries a hash of everything that decides
+the result; different settings therefore open a different job and results are never mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_path, write_json
+from ..errors import JobError
+
+MANIFEST = "manifest.json"
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """What identifies an input file: its resolved path, size and modification time."""
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def job_key(identity: dict[str, Any]) -> str:
+    """A short stable hash of a job's identity."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class JobStore:
+    """A job folder: which chunks are finished, and their saved tensors."""
+
+    def __init__(self, root: Path, identity: dict[str, Any]):
+        self.root = Path(root)
+        self.identity = identity
+        self.manifest: dict[str, Any] = {"identity": identity, "chunks": {}, "complete": False}
+
+    @classmethod
+    def open(cls, parent: Path, name: str, identity: dict[str, Any]) -> "JobStore":
+        """Open (resume) or create the job for ``identity`` under ``parent/name-<key>``."""
+        store = cls(Path(parent) / f"{name}-{job_key(identity)}", identity)
+        store.root.mkdir(parents=True, exist_ok=True)
+        path = store.root / MANIFEST
+        if path.exists():
+            saved = json.loads(path.read_text())
+            if saved.get("identity") != json.loads(json.dumps(identity, default=str)):
+                raise JobError(f"{store.root}: job folder belongs to another job; remove it")
+            store.manifest = saved
+        else:
+            store._save_manifest()
+        return store
+
+    @property
+    def finished(self) -> set[int]:
+        """Indices of chunks whose results are on disk."""
+        return {int(index) for index in self.manifest["chunks"]}
+
+    def save_chunk(self, index: int, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """Write a finished chunk's tensors, then record it (in that order, each atomically)."""
+        name = f"chunk-{index:04d}.safetensors"
+        with atomic_path(self.root / name) as temp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(temp))
+        self.manifest["chunks"][str(index)] = {"file": name, **info}
+        self._save_manifest()
+
+    def load_chunk(self, index: int) -> dict[str, torch.Tensor]:
+        entry = self.manifest["chunks"].get(str(index))
+        if entry is None:
+            raise JobError(f"{self.root}: chunk {index} is not finished")
+        return load_file(str(self.root / entry["file"]))
+
+    def complete(self, report: dict[str, Any]) -> None:
+        """Mark the job done, write report.json and free the chunk files (the output exists now)."""
+        write_json(self.root / "report.json", report)
+        for entry in self.manifest["chunks"].values():
+            (self.root / entry["file"]).unlink(missing_ok=True)
+        self.manifest["chunks"] = {}
+        self.manifest["complete"] = True
+        self._save_manifest()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _save_manifest(self) -> None:
+        write_json(self.root / MANIFEST, self.manifest)
+
+
+__all__ = ["JobStore", "fingerprint", "job_key"]

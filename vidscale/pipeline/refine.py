@@ -1,0 +1,82 @@
+"""The FreeScale high stage: re-noise an upsampled clean latent and denoise it at the target size.
+
+Shared by upscaling (the reference is the clip itself) and generation (the reference is the
+previous cascade stage). One call runs, per the settings:
+
+1. ``x = q_sample(ref, t_restart, eps)`` with ONE noise draw per stage (``restart_fraction``);
+2. at every step, before the UNet call, detail control ``x <- c(t) q_sample(ref, t, eps) + (1-c) x``;
+3. restrained dilation for steps with index < ``dilate_tau * steps``;
+4. scale fusion and temporal windows installed around the whole stage;
+5. structure guidance on the predicted clean latent (low band pulled toward the reference).
+
+The noise prediction and the model patches come in a :class:`Denoiser`, so the same loop runs on
+the real UNet and on the oracle denoiser of the tests.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ..freescale import detail_control, guidance_weight, restart_index, structure_guidance
+from ..settings import Settings
+from .denoise import DenoiseHooks, EpsFn, denoise
+
+StepHook = Callable[[int, int, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Denoiser:
+    """A noise prediction plus the patches it runs under (nothing patched for an oracle)."""
+
+    eps_fn: EpsFn
+    stage_patches: Callable[[], AbstractContextManager] = nullcontext  # fusion, temporal windows
+    step_patches: Callable[[int], AbstractContextManager] = lambda _i: nullcontext()  # dilation
+
+
+@dataclass
+class StageHooks:
+    """Extra per-step hooks of the caller (chunk anchoring), run after detail control."""
+
+    before_model: list[StepHook] = field(default_factory=list)
+
+
+def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.Tensor,
+           settings: Settings, *, alpha: float | torch.Tensor | None = None,
+           structure: torch.Tensor | None = None, hooks: StageHooks | None = None,
+           generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
+    """Denoise ``reference`` (1, C, F, H, W) from the restart step; returns the final latent.
+
+    ``structure`` is the structure-guidance reference (default: ``reference``); ``alpha`` the
+    detail-control exponent, a float or a map broadcastable to the latent (default: settings).
+    """
+    method, sampling = settings.freescale, settings.sampling
+    timesteps = schedule.timesteps(sampling.steps)
+    run = timesteps[restart_index(sampling.steps, method.restart_fraction):]
+    alpha = method.alpha if alpha is None else alpha
+    structure = reference if structure is None else structure
+    extra = hooks.before_model if hooks else []
+
+    def before_model(i: int, t: int, x: torch.Tensor) -> torch.Tensor:
+        x = detail_control(x, schedule.q_sample(reference, t, noise), t, alpha)
+        for hook in extra:
+            x = hook(i, t, x)
+        return x
+
+    def guide_z0(i: int, t: int, z0: torch.Tensor) -> torch.Tensor:
+        weight = guidance_weight(t, method.guidance_weight)
+        return structure_guidance(z0, structure, weight, method.mixing_factor)
+
+    dilate_until = int(method.dilate_tau * sampling.steps) if method.dilation else 0
+    step_hooks = DenoiseHooks(
+        before_model=before_model,
+        model_context=lambda i, t: denoiser.step_patches(i) if i < dilate_until else nullcontext(),
+        guide_z0=guide_z0 if method.structure_guidance else None,
+    )
+    x = schedule.q_sample(reference, run[0], noise)
+    with denoiser.stage_patches():
+        return denoise(denoiser.eps_fn, schedule, x, run, num_steps=sampling.steps, eta=sampling.eta,
+                       generator=generator, hooks=step_hooks, progress=progress, desc="steps")

@@ -1,0 +1,213 @@
+"""``vidscale upscale --engine freescale``: an existing clip, made larger with generated detail.
+
+Steps (numbered as in the code below):
+
+1. probe the clip and plan geometry, chunks, tiles and cost (:mod:`vidscale.jobs.plan`);
+2. open the job store (resume after the last finished chunk);
+3. per chunk: read frames, pad to the model grid, VAE-encode, upsample in latent space (optionally
+   mixed with the RGB upsample's high frequencies), re-noise and denoise at the target size with
+   FreeScale (:func:`vidscale.pipeline.refine.refine`), anchored to the previous chunk; save;
+4. stitch: decode each chunk's own frames, crop the padding, write with the source's audio,
+   colour tags, timecode and timestamps, under a temporary name renamed on success;
+5. report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InvalidMediaError, JobError
+from ..freescale import freescale_patches, latent_frequency_mix, restrained_dilation, upsample_latent
+from ..jobs.plan import Chunk, UpscalePlan, make_plan
+from ..jobs.store import JobStore, fingerprint
+from ..media import VideoInfo, VideoWriter, probe, read_frames
+from ..model import VideoCrafter2
+from ..progress import Progress
+from ..settings import Settings
+from .chunks import Anchor, frame_noise, tiled
+from .loading import load_model, runtime_report
+from .refine import Denoiser, StageHooks, refine
+from .result import UpscaleResult
+from .text import prompt_eps_fn
+
+
+class Interrupted(JobError):
+    """The run was asked to stop; every finished chunk is saved and the job resumes next time."""
+
+
+@dataclass
+class ChunkInputs:
+    """What one chunk is denoised from: (1, C, F, H, W) latents and the frames' source pts."""
+
+    reference: torch.Tensor
+    structure: torch.Tensor
+    pts: torch.Tensor
+
+
+def frame_range(info: VideoInfo, frames: tuple[int, int | None] | None) -> tuple[int, int]:
+    """Resolve ``--frames START:END`` against the clip, with a clear error when out of range."""
+    start, end = frames or (0, None)
+    end = info.frame_count if end is None else min(end, info.frame_count)
+    if start >= end:
+        raise InvalidMediaError(f"{info.path}: frames {start}:{end} select nothing "
+                                f"(the clip has {info.frame_count} frames)")
+    return start, end
+
+
+def plan_upscale(source: Path, settings: Settings, *, frames=None) -> UpscalePlan:
+    """The plan ``--dry-run`` prints: no model is loaded."""
+    info = probe(source)
+    return make_plan(info.width, info.height, frame_range(info, frames), settings)
+
+
+def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None, overwrite=False,
+                 progress: Progress | None = None, model: VideoCrafter2 | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> UpscaleResult:
+    """Upscale ``source`` into ``output``; resumable (run it again after an interruption)."""
+    started = time.perf_counter()
+    progress = progress or Progress(enabled=False)
+    # 1. probe and plan
+    info = probe(source)
+    if output.exists() and not overwrite:
+        from ..errors import OutputError
+
+        raise OutputError(f"{output}: already exists (pass --overwrite to replace it)", exit_code=2)
+    model = model or load_model(settings.model)
+    base = (model.base_height // 8, model.base_width // 8)
+    plan = make_plan(info.width, info.height, frame_range(info, frames), settings, base_latent=base,
+                     dtype_bytes=torch.finfo(model.dtype).bits // 8)
+    # 2. job store
+    identity = {"input": fingerprint(source), "frames": plan.frame_range,
+                "settings": settings.digest("upscale", "model", "sampling", "freescale", "jobs"),
+                "model": model.name}
+    store = JobStore.open(output.parent / ".vidscale-jobs", source.stem, identity)
+    # 3. denoise chunk by chunk
+    denoiser = upscale_denoiser(model, settings, plan)
+    timings = {"denoise": time.perf_counter()}
+    denoise_chunks(plan, store, inputs=lambda chunk: chunk_inputs(model, info, plan, chunk, settings),
+                   denoiser=denoiser, schedule=model.schedule, settings=settings,
+                   progress=progress, should_stop=should_stop)
+    timings["denoise"] = time.perf_counter() - timings["denoise"]
+    # 4. stitch and write
+    timings["write"] = time.perf_counter()
+    width, height = plan.geometry.output_size
+    with VideoWriter(output, width=width, height=height, source=info, settings=settings.output,
+                     frame_range=plan.frame_range, overwrite=overwrite) as writer:
+        for frames_rgb, pts in decoded_frames(model, plan, store, progress):
+            writer.write(frames_rgb, pts=pts)
+    timings["write"] = time.perf_counter() - timings["write"]
+    # 5. report
+    result = UpscaleResult(
+        input=source, output=output, engine="freescale", width=width, height=height,
+        frames=plan.frame_count, frame_rate=info.frame_rate,
+        duration=float(plan.frame_count / info.frame_rate), codec=settings.output.codec,
+        elapsed_seconds=time.perf_counter() - started, job_dir=store.root,
+        test_model=model.is_test_model)
+    store.complete({"result": result.to_dict(), "settings": settings.to_dict(), "plan": plan.to_dict(),
+                    "seconds": timings, **runtime_report(model)})
+    return result
+
+
+def upscale_denoiser(model: VideoCrafter2, settings: Settings, plan: UpscalePlan) -> Denoiser:
+    """The VC2 UNet with the prompt, CFG, tiles and the FreeScale patches of this plan."""
+    eps_fn = prompt_eps_fn(model, settings.sampling, fps=settings.sampling.fps or 24)
+    tile = (plan.tiles[0].height, plan.tiles[0].width) if plan.tiles else plan.geometry.target_latent_size
+    if plan.tiles:
+        eps_fn = tiled(eps_fn, plan.tiles, plan.tile_overlap)
+    method = settings.freescale
+    scale = plan.geometry.fusion_scale
+    return Denoiser(
+        eps_fn=eps_fn,
+        stage_patches=lambda: freescale_patches(model.unet, method, base_size=plan.geometry.base_latent,
+                                                target_size=tile, scale=scale, fusion=plan.fusion),
+        step_patches=lambda _i: restrained_dilation(model.unet, levels=method.dilate_levels,
+                                                    dilation=scale),
+    )
+
+
+def denoise_chunks(plan: UpscalePlan, store: JobStore, *, inputs: Callable[[Chunk], ChunkInputs],
+                   denoiser: Denoiser, schedule, settings: Settings, progress: Progress,
+                   should_stop: Callable[[], bool] | None = None) -> None:
+    """Denoise every unfinished chunk in order, each anchored to the one before, and save it."""
+    with progress.bar("chunks", total=len(plan.chunks), unit="chunk") as bar:
+        for chunk in plan.chunks:
+            if chunk.index not in store.finished:
+                _denoise_chunk(plan, store, chunk, inputs(chunk), denoiser, schedule, settings, progress)
+                if should_stop is not None and should_stop():
+                    raise Interrupted(f"stopped after chunk {chunk.index + 1} of {len(plan.chunks)}; "
+                                      "run the same command again to resume")
+            bar.update(1)
+
+
+def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, settings, progress) -> None:
+    keep = plan.chunks[chunk.index + 1].anchored if chunk.index + 1 < len(plan.chunks) else 0
+    previous = store.load_chunk(chunk.index - 1)["trajectory"] if chunk.anchored else None
+    _, channels, _, height, width = data.reference.shape
+    noise = frame_noise(settings.sampling.seed, range(chunk.start, chunk.end), (channels, height, width),
+                        device=data.reference.device, dtype=data.reference.dtype)
+    anchor = Anchor(previous, chunk.anchored, keep)
+    latents = refine(denoiser, schedule, data.reference, noise, settings, structure=data.structure,
+                     hooks=StageHooks([anchor]), progress=progress)
+    store.save_chunk(chunk.index, {"latents": latents[:, :, chunk.anchored:], "pts": data.pts[chunk.anchored:],
+                                   "trajectory": anchor.trajectory()},
+                     {"frames": [chunk.start, chunk.end]})
+
+
+def chunk_inputs(model: VideoCrafter2, info: VideoInfo, plan: UpscalePlan, chunk: Chunk,
+                 settings: Settings) -> ChunkInputs:
+    """Read a chunk's frames and build its reference latent at the target size."""
+    first = plan.frame_range[0]
+    frames, pts = [], []
+    for part in read_frames(info.path, first + chunk.start, first + chunk.end):
+        frames.append(part.frames)
+        pts.extend(part.pts)
+    pixels = to_model_pixels(np.concatenate(frames), plan, model)
+    latent = model.encode_frames(pixels)
+    target = plan.geometry.target_latent_size
+    reference = upsample_latent(latent, target, settings.freescale.upsample_mode)
+    if settings.freescale.frequency_mixing or settings.freescale.upsample == "rgb":
+        size = (target[0] * 8, target[1] * 8)
+        rgb = F.interpolate(pixels, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
+        rgb_latent = model.encode_frames(rgb)
+        reference = (rgb_latent if settings.freescale.upsample == "rgb"
+                     else latent_frequency_mix(reference, rgb_latent, settings.freescale.mixing_factor))
+    return ChunkInputs(reference=reference, structure=reference, pts=torch.tensor(pts, dtype=torch.int64))
+
+
+def to_model_pixels(frames: np.ndarray, plan: UpscalePlan, model: VideoCrafter2) -> torch.Tensor:
+    """(F, H, W, 3) integer RGB -> (F, 3, H', W') in [-1, 1], edge-padded to the model grid."""
+    peak = float(np.iinfo(frames.dtype).max)
+    pixels = torch.from_numpy(frames.astype(np.float32) / peak).permute(0, 3, 1, 2) * 2 - 1
+    geometry = plan.geometry
+    pad = (0, geometry.padded_width - geometry.width, 0, geometry.padded_height - geometry.height)
+    if any(pad):
+        pixels = F.pad(pixels, pad, mode="replicate")
+    return pixels.to(device=model.device, dtype=model.dtype)
+
+
+def decoded_frames(model: VideoCrafter2, plan: UpscalePlan, store: JobStore,
+                   progress: Progress) -> Iterator[tuple[np.ndarray, list[int]]]:
+    """Each chunk's own frames, decoded, cropped to exactly scale x the input, as uint16 RGB."""
+    width, height = plan.geometry.output_size
+    with progress.bar("decode", total=plan.frame_count, unit="frame") as bar:
+        for chunk in plan.chunks:
+            saved = store.load_chunk(chunk.index)
+            latents = saved["latents"].to(device=model.device, dtype=model.dtype)
+            pts = saved["pts"].tolist()
+            for first in range(0, latents.shape[2], 8):
+                pixels = model.decode_latents(latents[:, :, first:first + 8])[..., :height, :width]
+                yield to_rgb16(pixels), pts[first:first + 8]
+                bar.update(pixels.shape[0])
+
+
+def to_rgb16(pixels: torch.Tensor) -> np.ndarray:
+    """(F, 3, H, W) in [-1, 1] -> (F, H, W, 3) uint16, full 16-bit range (10-bit codecs keep it)."""
+    scaled = ((pixels.float().clamp(-1, 1) + 1) * 32767.5).round()
+    return scaled.to(torch.int32).permute(0, 2, 3, 1).cpu().numpy().astype(np.uint16)
