@@ -26,6 +26,12 @@ def temp_name(final: Path) -> Path:
     return Path(name)
 
 
+def check_target(final: Path, *, overwrite: bool) -> None:
+    """Fail early (exit 2), before any long work, if ``final`` exists and may not be replaced."""
+    if Path(final).exists() and not overwrite:
+        raise OutputError(f"{final}: already exists (pass --overwrite to replace it)", exit_code=2)
+
+
 @contextmanager
 def atomic_path(final: Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; on success it becomes ``final``, on error it is removed.
@@ -34,8 +40,7 @@ def atomic_path(final: Path, *, overwrite: bool = True) -> Iterator[Path]:
     unwritable, or when ``final`` exists and ``overwrite`` is false.
     """
     final = Path(final)
-    if final.exists() and not overwrite:
-        raise OutputError(f"{final}: already exists (pass --overwrite to replace it)", exit_code=2)
+    check_target(final, overwrite=overwrite)
     try:
         temp = temp_name(final)
     except FileNotFoundError:

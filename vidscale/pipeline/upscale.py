@@ -14,6 +14,7 @@ Steps (numbered as in the code below):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import check_target
 from ..errors import InvalidMediaError, JobError
 from ..freescale import freescale_patches, latent_frequency_mix, restrained_dilation, upsample_latent
 from ..jobs.plan import Chunk, UpscalePlan, make_plan
@@ -35,7 +37,7 @@ from .chunks import Anchor, frame_noise, tiled
 from .loading import load_model, runtime_report
 from .refine import Denoiser, StageHooks, refine
 from .result import UpscaleResult
-from .text import prompt_eps_fn
+from .conditioning import prompt_eps_fn
 
 
 class Interrupted(JobError):
@@ -75,10 +77,7 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
     progress = progress or Progress(enabled=False)
     # 1. probe and plan
     info = probe(source)
-    if output.exists() and not overwrite:
-        from ..errors import OutputError
-
-        raise OutputError(f"{output}: already exists (pass --overwrite to replace it)", exit_code=2)
+    check_target(output, overwrite=overwrite)
     model = model or load_model(settings.model)
     base = (model.base_height // 8, model.base_width // 8)
     plan = make_plan(info.width, info.height, frame_range(info, frames), settings, base_latent=base,
@@ -89,10 +88,10 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
                 "model": model.name}
     store = JobStore.open(output.parent / ".vidscale-jobs", source.stem, identity)
     # 3. denoise chunk by chunk
-    denoiser = upscale_denoiser(model, settings, plan)
+    denoiser = upscale_denoiser(model, settings, plan, fps=settings.sampling.fps or round(info.frame_rate))
     timings = {"denoise": time.perf_counter()}
     denoise_chunks(plan, store, inputs=lambda chunk: chunk_inputs(model, info, plan, chunk, settings),
-                   denoiser=denoiser, schedule=model.schedule, settings=settings,
+                   denoiser=lambda _chunk: denoiser, schedule=model.schedule, settings=settings,
                    progress=progress, should_stop=should_stop)
     timings["denoise"] = time.perf_counter() - timings["denoise"]
     # 4. stitch and write
@@ -115,31 +114,32 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
     return result
 
 
-def upscale_denoiser(model: VideoCrafter2, settings: Settings, plan: UpscalePlan) -> Denoiser:
+def upscale_denoiser(model: VideoCrafter2, settings: Settings, plan: UpscalePlan, *, fps: int) -> Denoiser:
     """The VC2 UNet with the prompt, CFG, tiles and the FreeScale patches of this plan."""
-    eps_fn = prompt_eps_fn(model, settings.sampling, fps=settings.sampling.fps or 24)
+    eps_fn = prompt_eps_fn(model, settings.sampling, fps=fps)
     tile = (plan.tiles[0].height, plan.tiles[0].width) if plan.tiles else plan.geometry.target_latent_size
     if plan.tiles:
         eps_fn = tiled(eps_fn, plan.tiles, plan.tile_overlap)
-    method = settings.freescale
+    method = dataclasses.replace(settings.freescale, fusion=plan.fusion)
     scale = plan.geometry.fusion_scale
     return Denoiser(
         eps_fn=eps_fn,
         stage_patches=lambda: freescale_patches(model.unet, method, base_size=plan.geometry.base_latent,
-                                                target_size=tile, scale=scale, fusion=plan.fusion),
+                                                target_size=tile, scale=scale),
         step_patches=lambda _i: restrained_dilation(model.unet, levels=method.dilate_levels,
                                                     dilation=scale),
     )
 
 
 def denoise_chunks(plan: UpscalePlan, store: JobStore, *, inputs: Callable[[Chunk], ChunkInputs],
-                   denoiser: Denoiser, schedule, settings: Settings, progress: Progress,
+                   denoiser: Callable[[Chunk], Denoiser], schedule, settings: Settings, progress: Progress,
                    should_stop: Callable[[], bool] | None = None) -> None:
     """Denoise every unfinished chunk in order, each anchored to the one before, and save it."""
     with progress.bar("chunks", total=len(plan.chunks), unit="chunk") as bar:
         for chunk in plan.chunks:
             if chunk.index not in store.finished:
-                _denoise_chunk(plan, store, chunk, inputs(chunk), denoiser, schedule, settings, progress)
+                _denoise_chunk(plan, store, chunk, inputs(chunk), denoiser(chunk), schedule, settings,
+                               progress)
                 if should_stop is not None and should_stop():
                     raise Interrupted(f"stopped after chunk {chunk.index + 1} of {len(plan.chunks)}; "
                                       "run the same command again to resume")

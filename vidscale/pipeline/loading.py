@@ -1,0 +1,38 @@
+"""From model settings to a loaded model, and what a report says about where it ran."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+from importlib import metadata
+from typing import Any
+
+import torch
+
+from ..model import VideoCrafter2, load_videocrafter2, resolve_device, resolve_dtype, resolve_model_path
+from ..settings import ModelSettings
+
+
+def load_model(settings: ModelSettings) -> VideoCrafter2:
+    """Resolve path, device and dtype from the settings and load VideoCrafter2 (or the tiny model)."""
+    device = resolve_device(settings.device)
+    return load_videocrafter2(resolve_model_path(settings.path), device=device,
+                              dtype=resolve_dtype(settings.dtype, device))
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak GPU memory allocated on CUDA, else this process's peak resident memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
+
+
+def runtime_report(model: VideoCrafter2) -> dict[str, Any]:
+    """Where and with what a job ran: for report.json."""
+    versions = {name: metadata.version(name) for name in ("vidscale", "torch", "diffusers", "av", "transformers")}
+    return {"device": str(model.device), "dtype": str(model.dtype).removeprefix("torch."),
+            "model": model.name, "test_model": model.is_test_model,
+            "peak_memory_gb": round(peak_memory_gb(model.device), 3),
+            "python": platform.python_version(), "versions": versions}
