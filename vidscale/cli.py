@@ -274,7 +274,7 @@ def model_info(path: str | None, as_json: bool) -> None:
               help="Keep the test clip in this folder.")
 def selftest(keep: Path | None) -> None:
     """Check the installation: run the whole generate path on CPU with a random tiny model."""
-    from .model.selftest import run_selftest
+    from .pipeline.selftest import run_selftest
 
     report = run_selftest(keep=keep, log=click.echo)
     click.echo(report)
