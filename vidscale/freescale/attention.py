@@ -128,10 +128,17 @@ class PlanCache:
         """The built value for ``key``, with its plans on ``device`` (built on first use)."""
         full_key = (key, str(device))
         if full_key not in self._entries:
-            if len(self._entries) >= self._max_entries:
-                self._entries.pop(next(iter(self._entries)))
-            self._entries[full_key] = _placed(self._build(key), device)
+            self._fill(full_key, key, device)
         return self._entries[full_key]
+
+    @torch.compiler.disable
+    def _fill(self, full_key: tuple[Hashable, str], key: Hashable, device: torch.device) -> None:
+        """Build outside any torch.compile trace: plans are Python loops over every token, which
+        TorchDynamo would otherwise unroll (a minute per layer at VC2 sizes). The compiled graph
+        sees only the cached tensors; the miss costs one graph break on the first call."""
+        if len(self._entries) >= self._max_entries:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[full_key] = _placed(self._build(key), device)
 
 
 def _placed(value: Any, device: torch.device) -> Any:
