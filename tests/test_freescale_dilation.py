@@ -15,7 +15,8 @@ DEFAULT = [
 
 
 def conv_geometry(unet):
-    return {n: (m.dilation, m.padding) for n, m in unet.named_modules() if isinstance(m, torch.nn.modules.conv._ConvNd)}
+    convs = ((n, m) for n, m in unet.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)))
+    return {n: (m.dilation, m.padding) for n, m in convs}
 
 
 def test_the_dilated_set_is_exactly_the_intended_one():

@@ -24,7 +24,10 @@ def naive_attention(q, k, v, heads=HEADS):
     """softmax(q k^T / sqrt(d)) v per head, written out (independent of SDPA)."""
     b, n, c = q.shape
     d = c // heads
-    split = lambda x: x.view(b, -1, heads, d).transpose(1, 2)  # noqa: E731
+
+    def split(x):
+        return x.view(b, -1, heads, d).transpose(1, 2)
+
     weights = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(d), dim=-1)
     return (weights @ split(v)).transpose(1, 2).reshape(b, n, c)
 
@@ -33,15 +36,27 @@ def naive_windows(q, k, v, grid, windows):
     """Loop over ((q_rows, q_cols), (k_rows, k_cols)) rectangles; average overlapping outputs."""
     b, _, c = q.shape
     h, w = grid
-    as_map = lambda x: x.view(b, h, w, c)  # noqa: E731
+
+    def part(x, rows, cols):
+        return x.view(b, h, w, c)[:, rows, cols].reshape(b, -1, c)
+
     total, count = torch.zeros(b, h, w, c), torch.zeros(1, h, w, 1)
     for (qr, qc), (kr, kc) in windows:
-        part = lambda x, r, cc: as_map(x)[:, r, cc].reshape(b, -1, c)  # noqa: E731
         out = naive_attention(part(q, qr, qc), part(k, kr, kc), part(v, kr, kc))
         total[:, qr, qc] += out.view(b, qr.stop - qr.start, qc.stop - qc.start, c)
         count[:, qr, qc] += 1
     assert count.min() > 0
     return (total / count).view(b, h * w, c)
+
+
+def conv_blur(tokens, grid):
+    """Independent 3x3 Gaussian (sigma 1) of (B, h * w, C) tokens: replicate pad + conv2d."""
+    b, n, c = tokens.shape
+    g = torch.exp(-torch.tensor([1.0, 0.0, 1.0]) / 2)
+    g = g / g.sum()
+    maps = tokens.view(b, *grid, c).permute(0, 3, 1, 2).reshape(b * c, 1, *grid)
+    blurred = F.conv2d(F.pad(maps, (1, 1, 1, 1), mode="replicate"), (g[:, None] * g[None, :])[None, None])
+    return blurred.view(b, c, n).transpose(1, 2)
 
 
 def qkv(n, seed=0):
@@ -56,16 +71,8 @@ def test_fusion_of_identical_branches_is_exactly_global():
 def test_fusion_keeps_high_band_of_global_and_low_band_of_local():
     local, global_ = randn(1, 8 * 8, 4, seed=1), randn(1, 8 * 8, 4, seed=2)
     fused = fuse_scales(local, global_, (8, 8), 3, 1.0)
-    blur = lambda x: F.conv2d(  # noqa: E731  independent blur: replicate pad + 3x3 Gaussian
-        F.pad(x.view(1, 8, 8, 4).permute(3, 0, 1, 2), (1, 1, 1, 1), mode="replicate"), gauss3()
-    ).permute(1, 2, 3, 0).reshape(1, 64, 4)
-    torch.testing.assert_close(fused, blur(local) + global_ - blur(global_), atol=1e-5, rtol=0)
-
-
-def gauss3():
-    g = torch.exp(-torch.tensor([1.0, 0.0, 1.0]) / 2)
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    expected = conv_blur(local, (8, 8)) + global_ - conv_blur(global_, (8, 8))
+    torch.testing.assert_close(fused, expected, atol=1e-5, rtol=0)
 
 
 def test_reference_windows_equal_global_attention_at_base_size():
@@ -130,11 +137,7 @@ def test_processor_matches_a_naive_computation(mode):
     out = local
     if mode != "npa-only":
         global_ = naive_attention(q, k, v)
-        blur = lambda y: F.conv2d(  # noqa: E731
-            F.pad(y.view(3, 8, 12, 8).permute(0, 3, 1, 2).reshape(24, 1, 8, 12), (1, 1, 1, 1), mode="replicate"),
-            gauss3(),
-        ).view(3, 8, 8, 12).permute(0, 2, 3, 1).reshape(3, 96, 8)
-        out = blur(local) + global_ - blur(global_)
+        out = conv_blur(local, (8, 12)) + global_ - conv_blur(global_, (8, 12))
     expected = attn.to_out[0](out) + 0  # dropout is identity in eval
     with torch.no_grad():
         got = fusion_processor(mode, (4, 6), (8, 12))(attn, x)
@@ -158,7 +161,9 @@ def test_every_frame_is_treated_the_same(mode):
     order = torch.tensor([3, 0, 4, 1, 2])
     processor = fusion_processor(mode, (4, 6), (8, 12))
     with torch.no_grad():
-        torch.testing.assert_close(processor(attn, frames[order]), processor(attn, frames)[order], atol=1e-6, rtol=0)
+        permuted_first = processor(attn, frames[order])
+        permuted_after = processor(attn, frames)[order]
+    torch.testing.assert_close(permuted_first, permuted_after, atol=1e-6, rtol=0)
 
 
 SPATIAL_ATTN1 = {

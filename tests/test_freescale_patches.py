@@ -54,9 +54,11 @@ def test_dilation_is_on_for_early_steps_only():
         assert conv.dilation == (2, 2)
     with freescale_step(unet, settings, step_index=35, num_steps=50, scale=2):
         assert conv.dilation == (1, 1)
-    with freescale_step(unet, dataclasses.replace(settings, dilation=False), step_index=0, num_steps=50, scale=2):
+    no_dilation = dataclasses.replace(settings, dilation=False)
+    with freescale_step(unet, no_dilation, step_index=0, num_steps=50, scale=2):
         assert conv.dilation == (1, 1)
-    with freescale_step(unet, dataclasses.replace(settings, dilate_levels=(2, 3)), step_index=0, num_steps=50, scale=4):
+    wider = dataclasses.replace(settings, dilate_levels=(2, 3))
+    with freescale_step(unet, wider, step_index=0, num_steps=50, scale=4):
         assert unet.get_submodule("down_blocks.2.resnets.0.conv1").dilation == (4, 4)
     assert conv.dilation == (1, 1)
 

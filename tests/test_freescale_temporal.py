@@ -1,7 +1,5 @@
 """Temporal windows: short clips untouched bit for bit, long clips windowed, pyramid-weighted."""
 
-import math
-
 import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
@@ -70,11 +68,11 @@ def test_a_frame_depends_only_on_frames_in_its_windows():
     assert not torch.allclose(a[:, 24:], b[:, 24:])
 
 
-TEMPORAL = {"transformer_in.transformer_blocks.0.attn1.processor", "transformer_in.transformer_blocks.0.attn2.processor"} | {
+BLOCKS = [("down_blocks.0", 1), ("down_blocks.1", 1), ("down_blocks.2", 1), ("mid_block", 1),
+          ("up_blocks.1", 2), ("up_blocks.2", 2), ("up_blocks.3", 2)]  # (block, layers with attention)
+TEMPORAL = {f"transformer_in.transformer_blocks.0.attn{a}.processor" for a in (1, 2)} | {
     f"{block}.temp_attentions.{i}.transformer_blocks.0.attn{a}.processor"
-    for block, n in [("down_blocks.0", 1), ("down_blocks.1", 1), ("down_blocks.2", 1), ("mid_block", 1),
-                     ("up_blocks.1", 2), ("up_blocks.2", 2), ("up_blocks.3", 2)]
-    for i in range(n) for a in (1, 2)
+    for block, n in BLOCKS for i in range(n) for a in (1, 2)
 }
 
 

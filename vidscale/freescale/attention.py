@@ -71,7 +71,8 @@ def full_attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int
 ) -> torch.Tensor:
     """Ordinary attention of every token to every token: (B, N, C) -> (B, N, C)."""
-    out = F.scaled_dot_product_attention(_heads(query, 1, heads), _heads(key, 1, heads), _heads(value, 1, heads))
+    q, k, v = (_heads(x, 1, heads) for x in (query, key, value))
+    out = F.scaled_dot_product_attention(q, k, v)
     return _merge_heads(out, query.shape[0]).to(query.dtype)
 
 

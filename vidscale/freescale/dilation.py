@@ -24,7 +24,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-import torch
 from torch import nn
 
 

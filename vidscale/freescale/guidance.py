@@ -81,8 +81,9 @@ def guidance_weight_schedule(
 
     CHOICE: the same cosine as detail control, so guidance is strongest at the restart (t = 681:
     0.77 * weight_max with power 1) when the layout is being decided, fades through the middle
-    (0.50 at t = 501, 0.21 at t = 301) and is nearly off at the end (0.025 at t = 101) when the steps only decide
-    fine detail, which structure guidance must not flatten. ``power`` > 1 releases it sooner.
+    (0.50 at t = 501, 0.21 at t = 301) and is nearly off at the end (0.025 at t = 101), when the
+    steps only decide fine detail, which structure guidance must not flatten. ``power`` > 1
+    releases it sooner.
     """
     return weight_max * detail_weight(t, power, T)
 
