@@ -94,12 +94,13 @@ class FreeScaleSettings:
     dilate_levels: tuple[int, ...] = (3,)  # down levels dilated (VC2 has 0..3); mid always
     fusion: Literal["off", "reference", "fast", "npa-only"] = "fast"
     sigma: float = field(default=1.0, metadata=_range(0.01, 10.0))  # Gaussian blur of fusion
-    temporal_window: int = field(default=16, metadata=_range(2, 64))
-    temporal_stride: int = field(default=4, metadata=_range(1, 64))
+    temporal_window: int = field(default=16, metadata=_range(0, 64))  # frames; 0 = off (not 1)
+    temporal_stride: int = field(default=4, metadata=_range(1, 64))  # <= temporal_window
     frequency_mixing: bool = False  # ScaleDiff LFM: needs RGB upsampling through the VAE
-    mixing_factor: float = field(default=0.25, metadata=_range(0.01, 1.0))
+    mixing_factor: float = field(default=0.25, metadata=_range(0.01, 1.0))  # low band: share of DCT freqs
     structure_guidance: bool = True
-    guidance_weight: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    guidance_weight: float = field(default=0.5, metadata=_range(0.0, 1.0))  # weight at t = T
+    guidance_power: float = field(default=1.0, metadata=_range(0.0, 10.0))  # cosine decay exponent
 
 
 @dataclass(frozen=True)
