@@ -11,9 +11,8 @@ import torch
 from vidscale.jobs.plan import make_plan
 from vidscale.jobs.store import JobStore
 from vidscale.model.schedule import VC2Schedule
-from vidscale.pipeline.chunks import Anchor, frame_noise, tiled
+from vidscale.pipeline.chunks import Anchor, ChunkInputs, Interrupted, denoise_chunks, frame_noise, tiled
 from vidscale.pipeline.refine import Denoiser
-from vidscale.pipeline.upscale import ChunkInputs, Interrupted, denoise_chunks
 from vidscale.jobs.plan import plan_tiles
 from vidscale.progress import Progress
 from vidscale.settings import Settings
@@ -26,7 +25,9 @@ class Crash(Exception):
 
 
 def _settings(chunk_frames, overlap):
+    # Structure guidance would pull the result toward the (degraded) reference on purpose: off here.
     return Settings().replace({"sampling.steps": 10, "sampling.guidance_scale": 1.0,
+                               "freescale.structure_guidance": False,
                                "jobs.chunk_frames": chunk_frames, "jobs.overlap_frames": overlap})
 
 
@@ -66,14 +67,16 @@ def _run(tmp_path, chunk_frames, overlap, crash_after_calls=None, stop_after_chu
 def test_one_chunk_returns_the_known_latent(tmp_path):
     latents, pts, clean, plan = _run(tmp_path, 48, 4)
     assert len(plan.chunks) == 1
-    assert (latents - clean).abs().max() < 0.1  # sqrt(1 - alpha_bar_0) ~ 0.03 noise floor
+    # The last DDIM step leaves sqrt(1 - alpha_bar_0) ~ 0.029 times a unit-variance residual.
+    error = (latents - clean).abs()
+    assert error.mean() < 0.03 and error.max() < 0.2
     assert pts.tolist() == list(range(FRAMES))
 
 
 def test_many_overlapping_chunks_equal_one_chunk(tmp_path):
     single, _, _, _ = _run(tmp_path / "one", 48, 4)
     chunked, pts, clean, plan = _run(tmp_path / "many", 5, 2)
-    assert len(plan.chunks) == 4
+    assert len(plan.chunks) == 3
     assert pts.tolist() == list(range(FRAMES))  # every frame once, in order
     assert torch.equal(chunked, single)
 
@@ -81,7 +84,7 @@ def test_many_overlapping_chunks_equal_one_chunk(tmp_path):
 def test_a_crash_midway_resumes_to_the_same_result(tmp_path):
     reference, _, _, _ = _run(tmp_path / "ref", 5, 2)
     with pytest.raises(Crash):
-        _run(tmp_path / "job", 5, 2, crash_after_calls=15)  # dies inside the second chunk
+        _run(tmp_path / "job", 5, 2, crash_after_calls=10)  # 7 steps a chunk: dies inside the second
     store_files = sorted(p.name for p in next((tmp_path / "job").iterdir()).iterdir())
     assert store_files == ["chunk-0000.safetensors", "manifest.json"]
     with pytest.raises(Interrupted):

@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from ..freescale import detail_control, guidance_weight, restart_index, structure_guidance
+from ..freescale import detail_control, guidance_weight_schedule, restart_index, structure_guidance
 from ..settings import Settings
 from .denoise import DenoiseHooks, EpsFn, denoise
 
@@ -67,8 +67,8 @@ def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.T
         return x
 
     def guide_z0(i: int, t: int, z0: torch.Tensor) -> torch.Tensor:
-        weight = guidance_weight(t, method.guidance_weight)
-        return structure_guidance(z0, structure, weight, method.mixing_factor)
+        weight = guidance_weight_schedule(t, method.guidance_weight, method.guidance_power)
+        return structure_guidance(z0, structure, weight.to(z0.device, z0.dtype), method.mixing_factor)
 
     dilate_until = int(method.dilate_tau * sampling.steps) if method.dilation else 0
     step_hooks = DenoiseHooks(

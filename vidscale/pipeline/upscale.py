@@ -33,24 +33,11 @@ from ..media import VideoInfo, VideoWriter, probe, read_frames
 from ..model import VideoCrafter2
 from ..progress import Progress
 from ..settings import Settings
-from .chunks import Anchor, frame_noise, tiled
+from .chunks import ChunkInputs, denoise_chunks, tiled
 from .loading import load_model, runtime_report
-from .refine import Denoiser, StageHooks, refine
+from .refine import Denoiser
 from .result import UpscaleResult
 from .conditioning import prompt_eps_fn
-
-
-class Interrupted(JobError):
-    """The run was asked to stop; every finished chunk is saved and the job resumes next time."""
-
-
-@dataclass
-class ChunkInputs:
-    """What one chunk is denoised from: (1, C, F, H, W) latents and the frames' source pts."""
-
-    reference: torch.Tensor
-    structure: torch.Tensor
-    pts: torch.Tensor
 
 
 def frame_range(info: VideoInfo, frames: tuple[int, int | None] | None) -> tuple[int, int]:
@@ -129,35 +116,6 @@ def upscale_denoiser(model: VideoCrafter2, settings: Settings, plan: UpscalePlan
         step_patches=lambda _i: restrained_dilation(model.unet, levels=method.dilate_levels,
                                                     dilation=scale),
     )
-
-
-def denoise_chunks(plan: UpscalePlan, store: JobStore, *, inputs: Callable[[Chunk], ChunkInputs],
-                   denoiser: Callable[[Chunk], Denoiser], schedule, settings: Settings, progress: Progress,
-                   should_stop: Callable[[], bool] | None = None) -> None:
-    """Denoise every unfinished chunk in order, each anchored to the one before, and save it."""
-    with progress.bar("chunks", total=len(plan.chunks), unit="chunk") as bar:
-        for chunk in plan.chunks:
-            if chunk.index not in store.finished:
-                _denoise_chunk(plan, store, chunk, inputs(chunk), denoiser(chunk), schedule, settings,
-                               progress)
-                if should_stop is not None and should_stop():
-                    raise Interrupted(f"stopped after chunk {chunk.index + 1} of {len(plan.chunks)}; "
-                                      "run the same command again to resume")
-            bar.update(1)
-
-
-def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, settings, progress) -> None:
-    keep = plan.chunks[chunk.index + 1].anchored if chunk.index + 1 < len(plan.chunks) else 0
-    previous = store.load_chunk(chunk.index - 1)["trajectory"] if chunk.anchored else None
-    _, channels, _, height, width = data.reference.shape
-    noise = frame_noise(settings.sampling.seed, range(chunk.start, chunk.end), (channels, height, width),
-                        device=data.reference.device, dtype=data.reference.dtype)
-    anchor = Anchor(previous, chunk.anchored, keep)
-    latents = refine(denoiser, schedule, data.reference, noise, settings, structure=data.structure,
-                     hooks=StageHooks([anchor]), progress=progress)
-    store.save_chunk(chunk.index, {"latents": latents[:, :, chunk.anchored:], "pts": data.pts[chunk.anchored:],
-                                   "trajectory": anchor.trajectory()},
-                     {"frames": [chunk.start, chunk.end]})
 
 
 def chunk_inputs(model: VideoCrafter2, info: VideoInfo, plan: UpscalePlan, chunk: Chunk,
