@@ -12,6 +12,14 @@ Pieces (each usable alone):
 Two settings-driven entry points for the pipeline: :func:`freescale_patches` for a whole high
 stage (attention processors) and :func:`freescale_step` for one step (dilation while early).
 Every patch is a context manager whose exit restores the model exactly.
+
+Choices the method leaves open, each argued where it is made:
+- dilated levels for VC2 (deepest level + the downsampler feeding it + mid): :mod:`.dilation`;
+- window placement (last window moved back to the border, no padding, no jitter): :mod:`.windows`;
+- blur borders (replicated, exact on constants) and fusion before ``to_out``: :mod:`.blur`,
+  :mod:`.fusion`;
+- low-pass filter (DCT resampling, an exact projection): :mod:`.guidance`;
+- structure-guidance weight schedule (cosine like c(t), strongest at the restart): :mod:`.guidance`.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def restart_index(num_steps: int, fraction: float) -> int:
     """Index of the first sampling step a high stage runs: ``floor(fraction * num_steps)``.
 
     The released code uses ``int(0.3 * N)``: with VC2's 50 DDIM steps (981, 961, ..., 1) that is
-    step 15, t = 681, and the stage runs the remaining 35 steps.
+    step 15, t = 681, and the stage runs the remaining 35 steps. A fraction of 1 still runs the
+    last step.
     """
     if num_steps < 1 or not 0.0 <= fraction <= 1.0:
         raise ValueError(f"need num_steps >= 1 and 0 <= fraction <= 1, got {num_steps}, {fraction}")
