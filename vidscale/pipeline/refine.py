@@ -21,7 +21,8 @@ from typing import Callable
 
 import torch
 
-from ..freescale import detail_control, guidance_weight_schedule, restart_index, structure_guidance
+from ..freescale import (detail_control, dilation_active, guidance_weight_schedule, restart_index,
+                         structure_guidance)
 from ..settings import Settings
 from .denoise import DenoiseHooks, EpsFn, denoise
 
@@ -70,10 +71,13 @@ def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.T
         weight = guidance_weight_schedule(t, method.guidance_weight, method.guidance_power)
         return structure_guidance(z0, structure, weight.to(z0.device, z0.dtype), method.mixing_factor)
 
-    dilate_until = int(method.dilate_tau * sampling.steps) if method.dilation else 0
+    def model_context(i: int, t: int) -> AbstractContextManager:
+        early = method.dilation and dilation_active(i, sampling.steps, method.dilate_tau)
+        return denoiser.step_patches(i) if early else nullcontext()
+
     step_hooks = DenoiseHooks(
         before_model=before_model,
-        model_context=lambda i, t: denoiser.step_patches(i) if i < dilate_until else nullcontext(),
+        model_context=model_context,
         guide_z0=guide_z0 if method.structure_guidance else None,
     )
     x = schedule.q_sample(reference, run[0], noise)
