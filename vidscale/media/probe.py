@@ -197,7 +197,7 @@ def _timeline(container: av.container.InputContainer, stream: Any,
             stamp = packet.pts if packet.pts is not None else packet.dts
             if stamp is not None:
                 stamps.append(stamp)
-    if first is None:  # a frame still held by the decoder (reordering delay)
+    if first is None and count:  # a frame still held by the decoder (reordering delay)
         first = next(iter(stream.codec_context.decode(None)), None)
     if indexed is not None:
         return len(indexed), indexed, first
