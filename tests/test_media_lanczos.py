@@ -171,6 +171,12 @@ def test_existing_output_is_not_replaced_without_overwrite(make_clip, tmp_path):
     assert caught.value.exit_code == 2 and output.read_bytes() == b"keep"
 
 
+def test_media_layer_and_lanczos_engine_never_import_torch():
+    code = ("import sys, vidscale.media, vidscale.pipeline.lanczos; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
 # -- the command -----------------------------------------------------------------------------
 
 def _vidscale(*args, **kwargs) -> subprocess.CompletedProcess:

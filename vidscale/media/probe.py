@@ -120,7 +120,7 @@ def _ratio(value: Fraction) -> str:
 def not_readable(path: Path, exc: BaseException) -> InvalidMediaError:
     """The one-line error for a file FFmpeg cannot read, with FFmpeg's reason."""
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return InvalidMediaError(f"{path}: not a readable video ({reason})")
+    return InvalidMediaError(f"{path}: not a readable video ({' '.join(reason.split())})")
 
 
 def open_input(path: Path) -> av.container.InputContainer:
