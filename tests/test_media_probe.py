@@ -140,12 +140,19 @@ def _tone(container):
         container.mux(packet)
 
 
+def _still_image(make_clip, folder):
+    path = folder / "still.png"
+    av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24").save(str(path))
+    return path
+
+
 @pytest.mark.parametrize("make_bad, reason", [
     (_text, "not a readable video"),
     (_truncated, "not a readable video"),
     (_faststart_truncated, "truncated"),
     (_audio_only, "no video frames"),
     (_no_frames, "no video frames"),
+    (_still_image, "still image"),
 ])
 def test_unusable_files_are_invalid_media(make_clip, tmp_path, make_bad, reason):
     path = make_bad(make_clip, tmp_path)

@@ -155,6 +155,8 @@ def probe(path: Path | str) -> VideoInfo:
 
 
 def _probe(container: av.container.InputContainer, path: Path) -> VideoInfo:
+    if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+        raise InvalidMediaError(f"{path}: is a still image ({container.format.name}), not a video")
     stream = video_stream(container, path)
     count, stamps, first = _timeline(container, stream, path)
     if not count or first is None:
