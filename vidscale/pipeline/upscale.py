@@ -123,7 +123,7 @@ def chunk_inputs(model: VideoCrafter2, info: VideoInfo, plan: UpscalePlan, chunk
     """Read a chunk's frames and build its reference latent at the target size."""
     first = plan.frame_range[0]
     frames, pts = [], []
-    for part in read_frames(info.path, first + chunk.start, first + chunk.end):
+    for part in read_frames(info, first + chunk.start, first + chunk.end):
         frames.append(part.frames)
         pts.extend(part.pts)
     pixels = to_model_pixels(np.concatenate(frames), plan, model)
