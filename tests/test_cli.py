@@ -43,9 +43,7 @@ def test_presets_lists_and_shows():
 
 
 def test_commands_of_unbuilt_parts_say_so_and_exit_1(tmp_path):
-    # The media layer (issue 2) is not built yet; replace this test when it lands.
-    clip = tmp_path / "a.mov"
-    clip.write_bytes(b"")
-    result = CliRunner().invoke(main, ["probe", str(clip)])
+    # The watch folder (vidscale.jobs.watch) is not built yet; replace this test when it lands.
+    result = CliRunner().invoke(main, ["watch", str(tmp_path), "--once"])
     assert result.exit_code == 1
     assert "not built yet" in result.output and "Traceback" not in result.output

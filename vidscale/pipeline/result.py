@@ -1,0 +1,42 @@
+"""What an upscale run reports, whichever engine made it (lanczos or freescale)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class UpscaleResult:
+    """One finished output: where, how big, how many frames at which exact rate, how long it took."""
+
+    input: Path
+    output: Path
+    engine: str  # "lanczos" | "freescale"
+    width: int
+    height: int
+    frames: int
+    frame_rate: Fraction
+    duration: float  # seconds of output
+    codec: str
+    elapsed_seconds: float
+    job_dir: Path | None = None  # freescale: the resumable job folder
+    test_model: bool = False  # freescale: made with the random tiny model
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: paths as strings, the rate as "30000/1001"."""
+        data: dict[str, Any] = {
+            "input": str(self.input), "output": str(self.output), "engine": self.engine,
+            "width": self.width, "height": self.height, "frames": self.frames,
+            "frame_rate": f"{self.frame_rate.numerator}/{self.frame_rate.denominator}",
+            "duration": round(self.duration, 6), "codec": self.codec,
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+        }
+        if self.job_dir is not None:
+            data["job_dir"] = str(self.job_dir)
+        if self.test_model:
+            data["test_model"] = True
+            data["note"] = "made with a RANDOM TEST MODEL: noise, for checking the installation"
+        return data
