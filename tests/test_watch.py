@@ -302,6 +302,17 @@ def freescale(tmp_path):
     return preset
 
 
+def wait_for_a_chunk(inbox, out, watch):
+    """Until the job store records a finished chunk; fails at once if the clip failed instead."""
+
+    def chunk_done():
+        failed = events(inbox, "failed")
+        assert not failed, f"the job failed: {failed}"
+        return (job_progress(out) or (0, False))[0] >= 1
+
+    wait_for(chunk_done, 120, watch, "a finished chunk")
+
+
 def test_sigkill_mid_job_then_a_restart_resumes_to_the_same_output(tmp_path, clip, inbox, watcher,
                                                                    freescale):
     reference = tmp_path / "reference.mov"
@@ -311,7 +322,7 @@ def test_sigkill_mid_job_then_a_restart_resumes_to_the_same_output(tmp_path, cli
     drop(clip, inbox / "a.mp4")
     out = inbox / "out"
     watch = watcher(inbox, *SETTLE, "--preset", str(freescale))
-    wait_for(lambda: (job_progress(out) or (0, False))[0] >= 1, 120, watch, "a finished chunk")
+    wait_for_a_chunk(inbox, out, watch)
     watch.process.kill()
     watch.process.wait(10)
     finished, complete = job_progress(out)
@@ -335,7 +346,7 @@ def test_sigterm_mid_job_stops_after_the_chunk_and_a_restart_finishes(tmp_path, 
     drop(clip, inbox / "a.mp4")
     out = inbox / "out"
     watch = watcher(inbox, *SETTLE, "--preset", str(freescale))
-    wait_for(lambda: (job_progress(out) or (0, False))[0] >= 1, 120, watch, "a finished chunk")
+    wait_for_a_chunk(inbox, out, watch)
     assert watch.stop(signal.SIGTERM, timeout=60) == 0, watch.output()
     finished, complete = job_progress(out)
     assert finished < 5 and not complete  # it stopped after a chunk, not at the end
