@@ -342,7 +342,7 @@ def test_sigkill_mid_job_then_a_restart_resumes_to_the_same_output(tmp_path, cli
 
 
 def test_sigterm_mid_job_stops_after_the_chunk_and_a_restart_finishes(tmp_path, clip, inbox, watcher,
-                                                                     freescale):
+                                                                     freescale, make_clip):
     drop(clip, inbox / "a.mp4")
     out = inbox / "out"
     watch = watcher(inbox, *SETTLE, "--preset", str(freescale))
@@ -353,9 +353,14 @@ def test_sigterm_mid_job_stops_after_the_chunk_and_a_restart_finishes(tmp_path, 
     assert [e["file"] for e in events(inbox, "interrupted")] == ["a.mp4"]
     assert files(inbox / ".vidscale" / "processing") == ["a.mp4"]
     assert not (out / "a_2x.mov").exists() and files(inbox / "done") == []
+    drop(make_clip(frames=6), inbox / "b.mp4")  # a second clip: the restart keeps the model for it
     again = watcher(inbox, "--once", *SETTLE, "--preset", str(freescale))
     assert again.wait(180) == 0, again.output()
-    stream = ffmpeg.probe(str(out / "a_2x.mov"))["streams"][0]
-    assert (stream["codec_name"], stream["width"], stream["height"], int(stream["nb_frames"])) == \
-        ("prores", 128, 96, 12)
-    assert files(inbox / "done") == ["a.mp4"] and files(inbox / ".vidscale" / "processing") == []
+    for name, frames in [("a_2x.mov", 12), ("b_2x.mov", 6)]:
+        stream = ffmpeg.probe(str(out / name))["streams"][0]
+        assert (stream["codec_name"], stream["width"], stream["height"], int(stream["nb_frames"])) == \
+            ("prores", 128, 96, frames)
+    assert files(inbox / "done") == ["a.mp4", "b.mp4"] and files(inbox / ".vidscale" / "processing") == []
+    restart = [e["event"] for e in events(inbox)]
+    restart = restart[len(restart) - restart[::-1].index("watching"):]
+    assert restart.count("model-loaded") == 1 and restart.count("done") == 2

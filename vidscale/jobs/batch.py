@@ -141,12 +141,14 @@ def own_outputs(sources: list[Path], request: BatchRequest) -> dict[Path, Path]:
 
 def upscale_one(source: Path, output: Path, settings: Settings, *, frames=None, overwrite=False,
                 dry_run=False, progress: Progress | None = None,
-                should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+                should_stop: Callable[[], bool] | None = None, model: Any = None) -> dict[str, Any]:
     """Run the preset's engine on one clip and return its JSON-ready result.
 
     ``should_stop`` lets a caller (the watch folder's SIGTERM handler) end a freescale job after
     its current chunk is saved: it raises ``Interrupted`` and the same call later resumes. The
-    lanczos engine has no chunks to save; it is fast and always runs to the end.
+    lanczos engine has no chunks to save; it is fast and always runs to the end. ``model``: a
+    loaded VideoCrafter2 for ``settings.model`` to reuse (a watcher keeps one between clips);
+    None loads it.
     """
     if settings.upscale.engine == "lanczos":
         from ..pipeline.lanczos import upscale_lanczos
@@ -163,7 +165,7 @@ def upscale_one(source: Path, output: Path, settings: Settings, *, frames=None, 
     if dry_run:
         return plan_upscale(source, settings, frames=frames).to_dict()
     return upscale_clip(source, output, settings, frames=frames, overwrite=overwrite,
-                        progress=progress, should_stop=should_stop).to_dict()
+                        progress=progress, should_stop=should_stop, model=model).to_dict()
 
 
 def run_batch(request: BatchRequest, *, progress: Progress | None = None,

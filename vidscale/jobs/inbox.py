@@ -127,13 +127,14 @@ class InboxLayout:
                         yield (folder / name).relative_to(self.inbox), stat
 
     def claimed(self) -> list[Path]:
-        """Relative paths of the clips in processing/, oldest first (the order they were taken)."""
+        """Relative paths of the clips in processing/, in the order they were claimed (the claiming
+        rename set their inode change time; nothing else changes them while they are there)."""
         found = []
         for root, _dirs, files in os.walk(self.processing):
             for name in files:
                 stat = _stat(Path(root) / name)
                 if stat is not None:
-                    found.append((stat.st_mtime_ns, (Path(root) / name).relative_to(self.processing)))
+                    found.append((stat.st_ctime_ns, (Path(root) / name).relative_to(self.processing)))
         return [rel for _mtime, rel in sorted(found)]
 
     def folder_settings(self, rel: Path, base: Settings, base_label: str) -> FolderSettings:

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -44,7 +44,7 @@ from ..atomic import write_json
 from ..errors import MediaNotFoundError, OutputError, SettingsError
 from ..media import probe
 from ..progress import Progress
-from ..settings import Settings
+from ..settings import ModelSettings, Settings
 from .arrivals import ArrivalQueue
 from .batch import upscale_one
 from .inbox import FolderSettings, InboxLayout, free_name, move, owned, prune_empty
@@ -225,6 +225,7 @@ class Watcher:
         self.progress = ReportingProgress(progress, self.journal)
         self.summary = WatchSummary()
         self.stuck: set[Path] = set()  # claimed clips that could not be moved on: left as they are
+        self.models = ModelKeeper()
         self.targets: set[Path] = set()  # --once: what was in the inbox at the start
 
     # -- the loop ---------------------------------------------------------------------------
@@ -385,10 +386,20 @@ class Watcher:
         self.journal.save()
         try:
             return upscale_one(path, output, folder.settings, progress=self.progress,
-                               should_stop=self.stop.is_set)
+                               should_stop=self.stop.is_set, model=self._model(rel, folder.settings))
         finally:
             self.journal.status.running = None
             self.journal.save()
+
+    def _model(self, rel: Path, settings: Settings) -> Any:
+        """The loaded model for a freescale clip (kept from the last clip when the same), else None."""
+        if settings.upscale.engine != "freescale":
+            return None
+        model, loaded = self.models.get(settings)
+        if loaded:
+            self._record("model-loaded", rel, f"loaded the model ({settings.model.path or 'default'}, "
+                         f"{settings.model.device}, {settings.model.dtype})", model=asdict(settings.model))
+        return model
 
     # -- moving on ----------------------------------------------------------------------------
 
@@ -448,6 +459,26 @@ class Watcher:
     def _record(self, kind: str, rel: Path, line: str, **fields: Any) -> None:
         self.journal.event(kind, str(rel), **fields)
         self.say(line)
+
+
+class ModelKeeper:
+    """Keeps the last loaded VideoCrafter2 for the next clip: loading it takes longer than a short
+    clip's job. A clip with other model settings replaces it (the old one is dropped first, so
+    two never share the GPU). Torch is imported only when a freescale clip comes."""
+
+    def __init__(self) -> None:
+        self._settings: ModelSettings | None = None
+        self._model: Any = None
+
+    def get(self, settings: Settings) -> tuple[Any, bool]:
+        """The model for ``settings.model`` and whether it was loaded just now."""
+        if self._model is not None and self._settings == settings.model:
+            return self._model, False
+        from ..pipeline.loading import load_model
+
+        self._settings, self._model = None, None
+        self._model, self._settings = load_model(settings.model), settings.model
+        return self._model, True
 
 
 def make_output_folder(folder: Path) -> None:
