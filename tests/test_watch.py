@@ -80,13 +80,13 @@ def test_a_file_written_slowly_is_taken_only_once_complete(tmp_path, clip, inbox
 
     writer = threading.Thread(target=write_the_rest)
     writer.start()
-    watch = watcher(inbox, "--once", "--settle", "1", *LANCZOS)
+    watch = watcher(inbox, "--once", "--settle", "1.5", *LANCZOS)
     try:
         assert watch.wait(60) == 0, watch.output()
     finally:
         writer.join(10)
     [claimed] = events(inbox, "claimed")
-    assert claimed["t"] >= last_write[-1] + 0.9  # settled for 1 s after the last piece
+    assert claimed["t"] >= last_write[-1] + 1.4  # settled for 1.5 s after the last piece
     assert not events(inbox, "failed")
     assert (inbox / "done" / "slow.mp4").read_bytes() == data
     assert frame_numbers(inbox / "out" / "slow_2x.mov") == list(range(12))
