@@ -141,6 +141,20 @@ def test_a_corrupt_clip_fails_alone_and_the_watcher_goes_on(tmp_path, clip, inbo
     assert files(inbox / "done") == ["good.mp4"]
 
 
+def test_a_clip_that_cannot_reach_failed_stays_where_it_is(tmp_path, inbox, watcher):
+    garbage = os.urandom(5000)
+    (inbox / "x").mkdir()
+    (inbox / "x" / "bad.mp4").write_bytes(garbage)
+    (inbox / "failed").mkdir()
+    (inbox / "failed" / "x").write_text("a file where failed/x/ must go")
+    watch = watcher(inbox, *SETTLE, *LANCZOS)
+    wait_for(lambda: events(inbox, "stuck"), 20, watch, "a stuck event")
+    time.sleep(1.6)  # three more settle times: it is not tried (and logged) again and again
+    assert watch.stop() == 0, watch.output()
+    assert len(events(inbox, "stuck")) == 1 and not events(inbox, "failed")
+    assert (inbox / "x" / "bad.mp4").read_bytes() == garbage
+
+
 def test_an_unwritable_output_folder_fails_the_clip_and_keeps_the_source(tmp_path, clip, inbox, watcher):
     out = tmp_path / "out"
     out.mkdir()

@@ -305,8 +305,11 @@ class Watcher:
             self.queue.forget(rel)  # gone: another watcher took it, or the user moved it
             return False
         except Exception as error:  # noqa: BLE001 - whatever the reason, it is not a usable video
-            self.queue.forget(rel)
             self._fail(self.layout.inbox / rel, rel, error, output=None)
+            if (self.layout.inbox / rel).exists():
+                self.queue.hold(rel)  # could not be moved to failed/: not again until it changes
+            else:
+                self.queue.forget(rel)
             return True
         claimed = self._claim(rel)
         return claimed is not None and self._process(claimed, resumed=False)
@@ -448,7 +451,8 @@ class Watcher:
         except FileNotFoundError:
             return None  # not there any more: another watcher took it
         except OSError as exc:
-            self.stuck.add(rel)
+            if self.layout.processing in path.parents:
+                self.stuck.add(rel)  # not retried by this watcher; a restart tries again
             self._record("stuck", rel, f"cannot move {path} to {target.parent} ({exc.strerror}); "
                          "left where it is", error=str(exc))
             return None
