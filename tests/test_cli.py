@@ -43,7 +43,16 @@ def test_presets_lists_and_shows():
 
 
 def test_commands_of_unbuilt_parts_say_so_and_exit_1(tmp_path):
-    # The watch folder (vidscale.jobs.watch) is not built yet; replace this test when it lands.
-    result = CliRunner().invoke(main, ["watch", str(tmp_path), "--once"])
+    # The model layer (vidscale.model.info) is not built yet; replace this test when it lands.
+    result = CliRunner().invoke(main, ["model", "info", str(tmp_path)])
     assert result.exit_code == 1
     assert "not built yet" in result.output and "Traceback" not in result.output
+
+
+def test_watch_once_on_an_empty_folder_and_a_bad_out_dir(tmp_path):
+    runner = CliRunner()
+    done = runner.invoke(main, ["watch", str(tmp_path / "inbox"), "--once", "--settle", "0", "-q"])
+    assert done.exit_code == 0, done.output
+    assert "0 done, 0 failed" in done.output and (tmp_path / "inbox" / ".vidscale" / "status.json").exists()
+    same = runner.invoke(main, ["watch", str(tmp_path / "inbox"), "--out-dir", str(tmp_path / "inbox")])
+    assert same.exit_code == 2 and "cannot be the inbox itself" in same.output

@@ -207,8 +207,13 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
 def watch(inbox: Path, out_dir: Path | None, preset: str | None, once: bool, settle: float,
           poll: bool, quiet: bool) -> None:
     """Upscale every clip dropped into INBOX; a restart resumes where it stopped."""
+    import logging
+
     from .jobs.watch import WatchRequest, watch_folder
 
+    # watchdog logs a harmless error when its inotify thread is stopped; without a handler Python
+    # would print it. An application that configures logging still sees it.
+    logging.getLogger("watchdog").addHandler(logging.NullHandler())
     settings = _settings(preset, {})
     request = WatchRequest(inbox=inbox, out_dir=out_dir, settings=settings, preset=preset,
                            once=once, settle_seconds=settle, poll=poll)

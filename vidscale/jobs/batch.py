@@ -3,6 +3,11 @@
 A folder input contributes every file in it that probes as a video (by content, not extension);
 an explicit file that is not a video is a failure of that item only. One failing clip never stops
 the batch; the summary says what was done, skipped and failed.
+
+Outputs are written atomically by the engines, so an output under its final name is complete:
+that is why an existing one means "skip" (not "half done"). Two inputs that would write the same
+output name (``a.mp4`` and ``b/a.mov`` into one ``--out-dir``) are caught here, because the second
+would otherwise be skipped as "already done" with the first one's result.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ..errors import InputError, InvalidMediaError, MediaNotFoundError, OutputError, VidscaleError
 from ..media import probe
@@ -97,19 +102,54 @@ def is_video(path: Path) -> bool:
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given; folders replaced by the videos directly inside them, sorted by name."""
+    """Files as given; folders replaced by the videos directly inside them, sorted by name.
+
+    The same file named twice (or given and also inside a given folder) runs once. Hidden files
+    in a folder (``.NAME.partial``: an output being written right now) are left out.
+    """
     expanded: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            expanded.extend(p for p in sorted(path.iterdir()) if p.is_file() and is_video(p))
+            expanded.extend(p for p in sorted(path.iterdir())
+                            if p.is_file() and not p.name.startswith(".") and is_video(p))
         else:
             expanded.append(path)
-    return expanded
+    return list(_unique(expanded))
+
+
+def _unique(paths: Iterable[Path]) -> Iterable[Path]:
+    seen: set[Path] = set()
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            yield path
+
+
+def own_outputs(sources: list[Path], request: BatchRequest) -> dict[Path, Path]:
+    """Output path -> input, for every output this batch (or a run without --out-dir) writes.
+
+    Running ``vidscale upscale *.mov`` twice would otherwise upscale the first run's results
+    again (``a_2x_2x.mov``): an input found here is skipped, with the reason.
+    """
+    outputs: dict[Path, Path] = {}
+    for source in sources:
+        for folder in {request.out_dir, None}:
+            outputs.setdefault(default_output(source, request.settings, folder).resolve(), source)
+    return outputs
 
 
 def upscale_one(source: Path, output: Path, settings: Settings, *, frames=None, overwrite=False,
-                dry_run=False, progress: Progress | None = None) -> dict[str, Any]:
-    """Run the preset's engine on one clip and return its JSON-ready result."""
+                dry_run=False, progress: Progress | None = None,
+                should_stop: Callable[[], bool] | None = None, model: Any = None) -> dict[str, Any]:
+    """Run the preset's engine on one clip and return its JSON-ready result.
+
+    ``should_stop`` lets a caller (the watch folder's SIGTERM handler) end a freescale job after
+    its current chunk is saved: it raises ``Interrupted`` and the same call later resumes. The
+    lanczos engine has no chunks to save; it is fast and always runs to the end. ``model``: a
+    loaded VideoCrafter2 for ``settings.model`` to reuse (a watcher keeps one between clips);
+    None loads it.
+    """
     if settings.upscale.engine == "lanczos":
         from ..pipeline.lanczos import upscale_lanczos
 
@@ -125,7 +165,7 @@ def upscale_one(source: Path, output: Path, settings: Settings, *, frames=None, 
     if dry_run:
         return plan_upscale(source, settings, frames=frames).to_dict()
     return upscale_clip(source, output, settings, frames=frames, overwrite=overwrite,
-                        progress=progress).to_dict()
+                        progress=progress, should_stop=should_stop, model=model).to_dict()
 
 
 def run_batch(request: BatchRequest, *, progress: Progress | None = None,
@@ -136,8 +176,11 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None,
     summary = BatchSummary()
     if request.out_dir is not None:
         _make_out_dir(request.out_dir)
-    for source in expand_inputs(request.inputs):
-        item = _run_item(source, request, progress)
+    sources = expand_inputs(request.inputs)
+    outputs = own_outputs(sources, request)
+    claimed: dict[Path, Path] = {}  # output -> the input that writes it in this batch
+    for source in sources:
+        item = _output_of_another(source, outputs) or _run_item(source, request, progress, claimed)
         summary.items.append(item)
         say(_describe(item))
     summary.elapsed_seconds = time.perf_counter() - started
@@ -147,10 +190,24 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None,
     return summary
 
 
-def _run_item(source: Path, request: BatchRequest, progress: Progress | None) -> ItemResult:
+def _output_of_another(source: Path, outputs: dict[Path, Path]) -> ItemResult | None:
+    maker = outputs.get(source.resolve())
+    if maker is None or maker is source:
+        return None
+    return ItemResult(source, "skipped", error=f"it is the output of {maker} (from an earlier run)")
+
+
+def _run_item(source: Path, request: BatchRequest, progress: Progress | None,
+              claimed: dict[Path, Path]) -> ItemResult:
     output = request.output or default_output(source, request.settings, request.out_dir)
+    first = claimed.setdefault(output.resolve(), source)
+    if first is not source:
+        return ItemResult(source, "failed", output, exit_code=2, error=(
+            f"{output} is also the output of {first} in this run; rename one of them "
+            "or give them different --out-dir runs"))
     if output.exists() and not request.overwrite and not request.dry_run:
-        return ItemResult(source, "skipped", output, error="output exists (--overwrite replaces it)")
+        return ItemResult(source, "skipped", output,
+                          error=f"{output} exists (--overwrite replaces it)")
     try:
         if not source.exists():
             raise MediaNotFoundError(f"{source}: no such file")
@@ -176,7 +233,7 @@ def _describe(item: ItemResult) -> str:
     if item.status == "failed":
         return f"failed  {item.input}: {item.error}"
     if item.status == "skipped":
-        return f"skipped {item.input}: {item.output} exists (--overwrite replaces it)"
+        return f"skipped {item.input}: {item.error}"
     if item.status == "planned":
         return f"plan    {item.input}: {item.result}"
     result = item.result or {}
