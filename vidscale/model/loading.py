@@ -1,0 +1,76 @@
+"""Where the weights are, which device and dtype run them, and loading them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelNotFoundError, SettingsError
+from .checkpoint import DOWNLOAD, read_checkpoint
+from .convert import convert_original
+from .folder import COMPONENTS, is_model_folder, read_config, read_index, read_weights
+from .tokenizer import ClipTokenizer, find_vocab
+from .videocrafter2 import VideoCrafter2, assemble, tiny_videocrafter2
+
+TINY = "tiny"
+ENV = "VIDSCALE_MODEL"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def default_model_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "vidscale" / "videocrafter2"
+
+
+def resolve_model_path(path: str | Path | None) -> str | Path:
+    """``--model`` if given, then ``$VIDSCALE_MODEL``, then the default cache folder; ``"tiny"`` as is."""
+    chosen = str(path or "") or os.environ.get(ENV, "")
+    if chosen == TINY:
+        return TINY
+    candidate = Path(chosen).expanduser() if chosen else default_model_dir()
+    if not candidate.exists():
+        where = f"--model {chosen}" if path else (f"${ENV}={chosen}" if chosen else "the default folder")
+        raise ModelNotFoundError(
+            f"no VideoCrafter2 weights at {candidate} ({where}). Download model.ckpt from {DOWNLOAD}, then "
+            f"convert it once: `vidscale model convert model.ckpt {default_model_dir()}` (or pass --model / "
+            f"set ${ENV} to a converted folder or to model.ckpt). `--model tiny` runs a random test model.")
+    return candidate
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SettingsError("model.device = 'cuda' but torch sees no CUDA GPU "
+                            f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on CUDA (VC2 is stable in it, fp16 can overflow in the VAE), fp32 on CPU."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[dtype]
+
+
+def load_videocrafter2(path: str | Path, *, device: torch.device | str = "cpu",
+                       dtype: torch.dtype = torch.float32, vocab: Path | None = None) -> VideoCrafter2:
+    """Load a converted folder, an original ``model.ckpt`` (converted in memory) or ``"tiny"``."""
+    if str(path) == TINY:
+        return tiny_videocrafter2().to(device, dtype)
+    path = Path(path)
+    if is_model_folder(path):
+        index = read_index(path)
+        configs = {name: read_config(path, name) for name in COMPONENTS}
+        states = {name: read_weights(path, name) for name in COMPONENTS}
+        model_dir, name = path, index.get("converted_from", {}).get("file", path.name)
+    elif path.is_file():
+        configs, states = convert_original(read_checkpoint(path))
+        model_dir, name = None, path.name
+    else:
+        raise ModelNotFoundError(f"{path}: neither a converted model folder (model_index.json) nor a "
+                                 f"checkpoint file. Download model.ckpt from {DOWNLOAD}")
+    tokenizer = ClipTokenizer.from_file(find_vocab(model_dir, vocab))
+    return assemble(configs, states, tokenizer=tokenizer, name=f"VideoCrafter2 ({name})").to(device, dtype)

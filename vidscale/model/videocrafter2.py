@@ -1,0 +1,136 @@
+"""The loaded VideoCrafter2: its modules, the tokenizer and schedule, and the frame-wise VAE helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+from diffusers import AutoencoderKL
+from einops import rearrange
+from torch import nn
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from ..errors import CheckpointError
+from .configs import TINY_TEXT, TINY_UNET, TINY_VAE
+from .keymap import missing_and_unexpected
+from .schedule import VC2Schedule
+from .tokenizer import ClipTokenizer
+from .unet import VC2UNet, keep_group_norm_fp32
+
+VAE_PIXELS_PER_PASS = 2**21  # frames per VAE call = this // (H * W): 12 at 320x512, 1 at 1280x2048
+TINY_SEED = 20240101
+
+
+@dataclass
+class VideoCrafter2:
+    """VC2's UNet (with fps), VAE, text encoder, exact tokenizer and signal-scaled DDIM schedule."""
+
+    unet: VC2UNet
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: ClipTokenizer
+    schedule: VC2Schedule
+    name: str
+    is_test_model: bool = False
+    base_height: int = 320
+    base_width: int = 512
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.conv_in.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.conv_in.weight.dtype
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> VideoCrafter2:
+        """Move and cast every module; GroupNorm stays float32 below fp32 (as in VC2)."""
+        for module in (self.unet, self.vae, self.text_encoder):
+            # nn.Module.to: diffusers' override warns about from_pretrained, which is not used here
+            nn.Module.to(module, device=device, dtype=dtype).eval().requires_grad_(False)
+            if dtype != torch.float32:
+                keep_group_norm_fp32(module)
+        return self
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """(B, 77, D) token features of the penultimate text layer after the final LayerNorm."""
+        ids = self.tokenizer(prompts).to(self.device)
+        return self.text_encoder(input_ids=ids).last_hidden_state.to(self.dtype)
+
+    @torch.no_grad()
+    def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(F, 3, H, W) in [-1, 1] -> (1, 4, F, H/8, W/8) scaled latents, frame by frame in batches.
+
+        VC2's VAE is an image VAE applied to each frame, so batching over frames is exact. The
+        posterior mean is used (not a sample): the same frames always give the same latent, which
+        resumed jobs rely on.
+        """
+        step = self._frames_per_pass(pixels.shape[-2:])
+        parts = [self.vae.encode(pixels[i:i + step].to(self.device, self.dtype)).latent_dist.mode()
+                 for i in range(0, pixels.shape[0], step)]
+        latents = torch.cat(parts) * self.vae.config.scaling_factor
+        return rearrange(latents, "f c h w -> 1 c f h w")
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, 4, F, h, w) scaled latents -> (B*F, 3, 8h, 8w) pixels in about [-1, 1]."""
+        flat = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
+        step = self._frames_per_pass((flat.shape[-2] * 8, flat.shape[-1] * 8))
+        return torch.cat([self.vae.decode(flat[i:i + step].to(self.device, self.dtype)).sample
+                          for i in range(0, flat.shape[0], step)])
+
+    @staticmethod
+    def _frames_per_pass(size: tuple[int, int]) -> int:
+        return max(1, VAE_PIXELS_PER_PASS // (int(size[0]) * int(size[1])))
+
+
+def build_modules(configs: Mapping[str, dict]) -> tuple[VC2UNet, AutoencoderKL, CLIPTextModel]:
+    return (VC2UNet(**configs["unet"]), AutoencoderKL(**configs["vae"]),
+            CLIPTextModel(CLIPTextConfig(**configs["text_encoder"])))
+
+
+def assemble(configs: Mapping[str, dict], states: Mapping[str, Mapping[str, torch.Tensor]], *,
+             tokenizer: ClipTokenizer, name: str) -> VideoCrafter2:
+    """Build the modules on the meta device (no random init of 1.8 B weights) and load strictly."""
+    with torch.device("meta"):
+        modules = build_modules(configs)
+    for component, module in zip(("unet", "vae", "text_encoder"), modules):
+        load_strict(module, states[component], component)
+    unet, vae, text_encoder = modules
+    # CLIP's position ids are a non-persistent buffer: not in any state dict, so still on meta.
+    positions = torch.arange(text_encoder.config.max_position_embeddings)[None]
+    text_encoder.get_submodule("embeddings").register_buffer("position_ids", positions, persistent=False)
+    left = [name for module in modules for name, t in module.state_dict(keep_vars=True).items() if t.is_meta]
+    left += [name for module in modules for name, t in module.named_buffers() if t.is_meta]
+    if left:
+        raise CheckpointError(f"tensors left unloaded: {left[:3]} (a library version this vidscale does not know)")
+    return VideoCrafter2(unet, vae, text_encoder, tokenizer, VC2Schedule(), name)
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], component: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that names the first differences."""
+    missing, unexpected = missing_and_unexpected(module.state_dict().keys(), state.keys())
+    if missing or unexpected:
+        raise CheckpointError(f"{component}: {len(missing)} missing and {len(unexpected)} unexpected tensors "
+                              f"(e.g. missing {missing[:2]}, unexpected {unexpected[:2]}): the folder or "
+                              "checkpoint does not match VideoCrafter2's layout")
+    try:
+        module.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:  # shape mismatches
+        raise CheckpointError(f"{component}: {str(exc).splitlines()[-1].strip()}") from None
+
+
+def tiny_videocrafter2() -> VideoCrafter2:
+    """The same classes at toy widths with seeded random weights: for tests and ``--model tiny``.
+
+    The weights are the same in every process (the resume tests compare separate runs). Its
+    output is noise; every result made with it is labelled as coming from a random test model.
+    """
+    configs = {"unet": TINY_UNET, "vae": TINY_VAE, "text_encoder": TINY_TEXT}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        unet, vae, text_encoder = build_modules(configs)
+    return VideoCrafter2(unet, vae, text_encoder, ClipTokenizer.byte_level(), VC2Schedule(),
+                         name="tiny (random test model)", is_test_model=True, base_height=64, base_width=64)
