@@ -1,5 +1,6 @@
 """The command line: help everywhere, usage errors exit 2, and no torch for --help."""
 
+import json
 import subprocess
 import sys
 
@@ -42,11 +43,18 @@ def test_presets_lists_and_shows():
     assert wrong.exit_code == 2 and "unknown preset 'nope'" in wrong.output
 
 
-def test_commands_of_unbuilt_parts_say_so_and_exit_1(tmp_path):
-    # The model layer (vidscale.model.info) is not built yet; replace this test when it lands.
-    result = CliRunner().invoke(main, ["model", "info", str(tmp_path)])
-    assert result.exit_code == 1
-    assert "not built yet" in result.output and "Traceback" not in result.output
+def test_model_info_of_a_folder_without_weights_says_how_to_get_them(tmp_path):
+    result = CliRunner().invoke(main, ["model", "info", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "huggingface.co/VideoCrafter/VideoCrafter2" in result.output and "Traceback" not in result.output
+
+
+def test_model_info_of_the_tiny_model_counts_parameters():
+    result = CliRunner().invoke(main, ["model", "info", "tiny", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert set(info["components"]) == {"unet", "vae", "text_encoder"}
+    assert info["test_model"] and all(c["parameters"] > 0 for c in info["components"].values())
 
 
 def test_watch_once_on_an_empty_folder_and_a_bad_out_dir(tmp_path):

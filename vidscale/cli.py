@@ -39,13 +39,6 @@ class VidscaleGroup(click.Group):
             return super().invoke(ctx)
         except VidscaleError as error:
             raise _ExitError(error) from error
-        except ImportError as error:
-            # Parts of vidscale still under construction are absent modules: say so plainly.
-            if not (error.name or "").startswith("vidscale."):
-                raise
-            raise _ExitError(VidscaleError(
-                f"this command needs {error.name}, which is not built yet in vidscale {__version__}"
-            )) from error
 
 
 class FrameRange(click.ParamType):

@@ -1,0 +1,158 @@
+"""``vidscale upscale --engine freescale`` end to end on the tiny random model.
+
+Random weights make noise, so these tests check what noise cannot hide: sizes, frame counts and
+timestamps, resumed runs identical to uninterrupted ones, no partial output under the final name,
+and chunk boundaries no rougher than the inside of a chunk. (The oracle tests in
+``test_pipeline_chunks`` check that the stitching returns a known latent exactly.)
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+import pytest
+
+from vidscale.pipeline.upscale import plan_upscale, upscale_clip
+from vidscale.settings import Settings
+from watch_helpers import decoded
+
+TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",
+        "sampling.steps": 4, "output.codec": "h264", "output.crf": 0, "output.x264_preset": "ultrafast"}
+CHUNKED = {**TINY, "jobs.chunk_frames": 4, "jobs.overlap_frames": 2}
+
+
+def tiny_settings(**overrides) -> Settings:
+    return Settings().replace({**CHUNKED, **{k.replace("__", "."): v for k, v in overrides.items()}})
+
+
+def ffprobe_video(path: Path) -> dict:
+    info = ffmpeg.probe(str(path), count_frames=None)
+    return next(s for s in info["streams"] if s["codec_type"] == "video")
+
+
+def write_preset(path: Path, values: dict) -> Path:
+    sections: dict[str, dict] = {}
+    for key, value in values.items():
+        section, name = key.split(".")
+        sections.setdefault(section, {})[name] = value
+    lines = []
+    for section, entries in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{name} = {json.dumps(value)}" for name, value in entries.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_multi_chunk_upscale_keeps_every_frame_and_timestamp(make_clip, tmp_path):
+    clip = make_clip(width=64, height=48, frames=9)
+    result = upscale_clip(clip, tmp_path / "out.mp4", tiny_settings())
+    stream = ffprobe_video(result.output)
+    assert (int(stream["width"]), int(stream["height"])) == (128, 96)
+    assert int(stream["nb_read_frames"]) == 9
+    source_pts = [f["pts"] for f in ffmpeg.probe(str(clip), show_frames=None, select_streams="v")["frames"]]
+    output_pts = [f["pts"] for f in ffmpeg.probe(str(result.output), show_frames=None, select_streams="v")["frames"]]
+    assert np.diff(output_pts).tolist() == np.diff(source_pts).tolist()
+    assert result.test_model
+    report = json.loads((result.job_dir / "report.json").read_text())
+    assert len(report["plan"]["chunks"]) >= 3
+    assert {"settings", "plan", "seconds", "peak_memory_gb", "versions"} <= set(report)
+    assert report["test_model"] is True and report["versions"]["torch"]
+
+
+@pytest.mark.parametrize("size, frames, fusion", [((319, 241), 2, "fast"), ((854, 480), 1, "npa-only"),
+                                                   ((1280, 720), 1, "npa-only")])
+def test_odd_sizes_come_back_at_exactly_twice_the_input(make_clip, tmp_path, size, frames, fusion):
+    """Padded to the model grid, cropped on output. The large sizes use windowed (NPA) attention
+    only, to keep the CPU test short; the geometry is the same in every fusion mode."""
+    clip = make_clip(width=size[0], height=size[1], frames=frames, pix_fmt="yuv444p")
+    settings = tiny_settings(sampling__steps=2, output__codec="prores-hq", freescale__fusion=fusion)
+    result = upscale_clip(clip, tmp_path / "out.mov", settings)
+    stream = ffprobe_video(result.output)
+    assert (int(stream["width"]), int(stream["height"])) == (2 * size[0], 2 * size[1])
+    assert int(stream["nb_read_frames"]) == frames
+
+
+def test_the_plan_for_large_sizes_is_exact_and_says_how_it_fits(make_clip):
+    clip = make_clip(width=64, height=48, frames=2)
+    plan = plan_upscale(clip, tiny_settings())
+    assert plan.geometry.output_size == (128, 96)
+    from vidscale.jobs.plan import make_plan
+    for width, height in ((1280, 720), (854, 480), (319, 241)):
+        big = make_plan(width, height, (0, 240), Settings().replace({"jobs.memory_budget_gb": 24.0}))
+        assert big.geometry.output_size == (2 * width, 2 * height)
+        assert big.chunks[0].start == 0 and big.chunks[-1].end == 240
+    huge = make_plan(1920, 1080, (0, 64), Settings().replace({"jobs.memory_budget_gb": 8.0}))
+    assert huge.tiles and huge.fusion == "npa-only" and huge.notes
+
+
+def test_seams_at_chunk_boundaries_are_no_rougher_than_inside_chunks(make_clip, tmp_path):
+    """Metric: mean absolute change between consecutive output frames (8-bit RGB).
+
+    The largest change across a chunk boundary must not exceed the largest change between two
+    frames of the same chunk by more than 10 %.
+    """
+    clip = make_clip(width=64, height=48, frames=10)
+    result = upscale_clip(clip, tmp_path / "out.mp4", tiny_settings())
+    frames = [f.astype(np.float64) for f in decoded(result.output)]
+    change = [np.abs(b - a).mean() for a, b in zip(frames, frames[1:])]
+    plan = json.loads((result.job_dir / "report.json").read_text())["plan"]
+    # frame k belongs to the chunk that owns it; a seam is between the last owned frame and the next
+    starts = [c["start"] + c["anchored"] for c in plan["chunks"][1:]]
+    seams = [change[s - 1] for s in starts]
+    inside = [c for i, c in enumerate(change) if i + 1 not in starts]
+    assert seams and inside
+    assert max(seams) <= 1.1 * max(inside), (seams, inside)
+
+
+def run_upscale(*args: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vidscale", "upscale", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, **popen)
+
+
+def test_sigkill_in_a_middle_chunk_then_rerun_gives_the_uninterrupted_output(make_clip, tmp_path):
+    clip = make_clip(width=64, height=48, frames=12)
+    preset = write_preset(tmp_path / "tiny.toml", CHUNKED)
+    args = ["--preset", str(preset), "-q"]
+    (tmp_path / "straight").mkdir()
+    (tmp_path / "killed").mkdir()
+    straight = run_upscale(str(clip), "-o", str(tmp_path / "straight" / "out.mp4"), *args)
+    assert straight.wait(300) == 0, straight.stdout.read().decode()
+    target = tmp_path / "killed" / "out.mp4"
+    killed = run_upscale(str(clip), "-o", str(target), *args)
+    jobs = tmp_path / "killed" / ".vidscale-jobs"
+    deadline = time.monotonic() + 240
+    while not list(jobs.glob("*/chunk-0001.safetensors")):  # chunk 0 and 1 done, chunk 2 running
+        assert killed.poll() is None, killed.stdout.read().decode()
+        assert time.monotonic() < deadline, "no second chunk within 240 s"
+        assert not target.exists()
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(30)
+    assert not target.exists(), "a partial output appeared under the final name"
+    manifest = json.loads(next(jobs.glob("*/manifest.json")).read_text())
+    assert 2 <= len(manifest["chunks"]) < len(plan_upscale(clip, Settings().replace(CHUNKED)).chunks)
+    rerun = run_upscale(str(clip), "-o", str(target), *args)
+    assert rerun.wait(300) == 0, rerun.stdout.read().decode()
+    a, b = decoded(tmp_path / "straight" / "out.mp4"), decoded(target)
+    assert len(a) == len(b) == 12
+    for i, (x, y) in enumerate(zip(a, b)):
+        assert np.array_equal(x, y), f"frame {i} differs after the resume"
+    assert [p.name for p in (tmp_path / "killed").iterdir() if p.name != ".vidscale-jobs"] == ["out.mp4"]
+
+
+def test_dry_run_prints_the_plan_without_loading_a_model(make_clip, tmp_path):
+    clip = make_clip(width=64, height=48, frames=9)
+    preset = write_preset(tmp_path / "tiny.toml", {**CHUNKED, "model.path": str(tmp_path / "no-such-model")})
+    done = subprocess.run([sys.executable, "-m", "vidscale", "upscale", str(clip), "--preset", str(preset),
+                           "--dry-run", "--json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)["items"][0]["result"]
+    assert len(plan["chunks"]) >= 3 and "memory_gb" in plan and "tflops_per_step" in plan
+    assert not list(tmp_path.glob("*.mp4"))
