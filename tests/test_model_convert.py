@@ -6,6 +6,7 @@ independently of vidscale's key map), so a wrong rename shows up as missing/unex
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -186,3 +187,21 @@ def test_a_foreign_noise_schedule_is_refused(tmp_path):
 def test_a_missing_checkpoint_says_where_to_download(tmp_path):
     with pytest.raises(ModelNotFoundError, match="huggingface.co/VideoCrafter/VideoCrafter2"):
         read_checkpoint(tmp_path / "model.ckpt")
+
+
+def test_convert_and_info_commands(tmp_path, tiny_ckpt, vocab):
+    from click.testing import CliRunner
+    from vidscale.cli import main
+    runner = CliRunner()
+    done = runner.invoke(main, ["model", "convert", str(tiny_ckpt), str(tmp_path / "vc2"), "--vocab", str(vocab)])
+    assert done.exit_code == 0, done.output
+    info = runner.invoke(main, ["model", "info", str(tmp_path / "vc2"), "--json"])
+    assert info.exit_code == 0, info.output
+    components = json.loads(info.output)["components"]
+    model = load_videocrafter2(tmp_path / "vc2")
+    assert components["unet"] == {"parameters": sum(p.numel() for p in model.unet.parameters()), "dtype": "float32"}
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(tiny_ckpt.read_bytes()[:1000])
+    failed = runner.invoke(main, ["model", "convert", str(bad), str(tmp_path / "other")])
+    assert failed.exit_code == 2 and "is the download complete" in failed.output
+    assert not (tmp_path / "other").exists()
