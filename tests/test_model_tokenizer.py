@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,9 @@ def test_padding_is_zero_not_the_exclamation_mark(ours):
     assert ours([""])[0].tolist() == [49406, 49407] + [0] * 75
     assert ours(["!!"])[0, :4].tolist() == [49406, 748, 49407, 0]  # "!!" is one token, "!" is 0 only as pad
     assert ours(["!"])[0, :3].tolist() == [49406, 256, 49407]  # a lone "!" is "!</w>"; id 0 is "!" mid-word
+    # An SD2-style transformers CLIPTokenizer(pad_token="!") splits "!" out as a special token and
+    # gives [49406, 2781, 0, 0, 0, 1370, 0, 0, 49407] here: not what VC2's text encoder was trained on.
+    assert ours(["wow!!! amazing!!"])[0, :7].tolist() == [49406, 2781, 995, 1370, 748, 49407, 0]
 
 
 @needs_open_clip
@@ -96,10 +100,30 @@ def test_vocab_search_order(tmp_path, monkeypatch):
     assert find_vocab(tmp_path / "model", explicit) == explicit
     assert find_vocab(tmp_path / "model") == folder / tok.VOCAB_NAME
     monkeypatch.setattr(tok.importlib.util, "find_spec", lambda _name: None)
-    with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps open_clip_torch.*--vocab"):
+    with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps open_clip_torch.*--vocab") as info:
         find_vocab(tmp_path / "elsewhere")
-    with pytest.raises(ModelNotFoundError, match="not found"):
+    assert str(tmp_path / "elsewhere" / "tokenizer" / tok.VOCAB_NAME) in str(info.value)
+    assert "open_clip_torch (not installed)" in str(info.value)
+    with pytest.raises(ModelNotFoundError, match=re.escape(str(tmp_path / "missing.txt.gz"))):
         find_vocab(explicit=tmp_path / "missing.txt.gz")
+
+
+def test_vocab_from_an_installed_open_clip_without_importing_it(tmp_path, monkeypatch):
+    package = tmp_path / "site" / "open_clip"
+    package.mkdir(parents=True)
+    (package / tok.VOCAB_NAME).write_bytes(gzip.compress(b"#version\nt h\n"))
+    spec = importlib.util.spec_from_file_location("open_clip", package / "__init__.py",
+                                                  submodule_search_locations=[str(package)])
+    monkeypatch.setattr(tok.importlib.util, "find_spec", lambda name: spec if name == "open_clip" else None)
+    assert find_vocab() == package / tok.VOCAB_NAME
+    assert find_vocab(tmp_path / "model-without-tokenizer") == package / tok.VOCAB_NAME
+    model = tmp_path / "model" / "tokenizer"
+    model.mkdir(parents=True)
+    (model / tok.VOCAB_NAME).write_bytes(b"")
+    assert find_vocab(tmp_path / "model") == model / tok.VOCAB_NAME  # the model folder's copy comes first
+    (package / tok.VOCAB_NAME).unlink()
+    with pytest.raises(ModelNotFoundError, match="open_clip.*--vocab"):
+        find_vocab()
 
 
 def test_a_damaged_vocabulary_is_reported(tmp_path):

@@ -28,10 +28,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError, ModelNotFoundError, OutputError
+from .tokenizer import VOCAB_NAME
 
 FORMAT = 1
 COMPONENTS = ("unet", "vae", "text_encoder")
-VOCAB_NAME = "bpe_simple_vocab_16e6.txt.gz"
 WEIGHTS = "model.safetensors"
 
 

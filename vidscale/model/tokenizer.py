@@ -30,6 +30,7 @@ CONTEXT = 77
 SPECIALS = ("<start_of_text>", "<end_of_text>")
 _PATTERN = regex.compile("|".join(SPECIALS) + r"""|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
                          regex.IGNORECASE)
+_SPACES = regex.compile(r"\s+")  # the regex module's \s, as open_clip's (str.split() also splits at \x1c-\x1f)
 
 
 @lru_cache(maxsize=1)
@@ -43,7 +44,7 @@ def byte_alphabet() -> dict[int, str]:
 def clean(text: str) -> str:
     """open_clip's "lower" cleaning: ftfy, HTML entities (twice), collapsed whitespace, lower case."""
     text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
-    return " ".join(text.split()).lower()
+    return _SPACES.sub(" ", text).strip().lower()
 
 
 class ClipTokenizer:
@@ -121,22 +122,32 @@ class ClipTokenizer:
         return out
 
 
+def _open_clip_folders() -> list[Path]:
+    """The installed ``open_clip`` package's folders, found without importing it (it imports torchvision)."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:
+        return [Path(folder) for folder in spec.submodule_search_locations]
+    return [Path(spec.origin).parent] if spec.origin else []
+
+
 def find_vocab(model_dir: Path | None = None, explicit: Path | None = None) -> Path:
     """Where the CLIP merges are: ``explicit`` (``--vocab``), the model folder's ``tokenizer/``,
-    or the copy inside an installed ``open_clip_torch`` (found without importing it)."""
+    or the copy inside an installed ``open_clip_torch``."""
     if explicit is not None:
         if not Path(explicit).is_file():
-            raise ModelNotFoundError(f"{explicit}: CLIP vocabulary file not found")
+            raise ModelNotFoundError(f"{explicit}: CLIP vocabulary file not found (given with --vocab)")
         return Path(explicit)
     candidates = [Path(model_dir) / "tokenizer" / VOCAB_NAME] if model_dir is not None else []
-    spec = importlib.util.find_spec("open_clip")
-    if spec is not None and spec.submodule_search_locations:
-        candidates += [Path(folder) / VOCAB_NAME for folder in spec.submodule_search_locations]
+    folders = _open_clip_folders()
+    candidates += [folder / VOCAB_NAME for folder in folders]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
+    looked = [str(c) for c in candidates] + ([] if folders else ["open_clip_torch (not installed)"])
     raise ModelNotFoundError(
-        f"the CLIP BPE vocabulary ({VOCAB_NAME}, 1.3 MB) is not in the model folder and open_clip_torch "
-        "is not installed. Either `pip install --no-deps open_clip_torch` (it ships the file), or download "
+        f"the CLIP BPE vocabulary {VOCAB_NAME} (1.3 MB, not part of the checkpoint) was not found; looked in: "
+        f"{', '.join(looked)}. Either `pip install --no-deps open_clip_torch` (it ships the file), or download "
         f"{VOCAB_NAME} from https://github.com/mlfoundations/open_clip (src/open_clip/) into "
         "<model folder>/tokenizer/ or pass --vocab PATH")
