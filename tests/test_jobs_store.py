@@ -41,4 +41,6 @@ def test_no_partial_files_and_complete_frees_chunks(tmp_path):
     assert sorted(p.name for p in store.root.iterdir()) == ["chunk-0000.safetensors", "manifest.json"]
     store.complete({"ok": True})
     assert sorted(p.name for p in store.root.iterdir()) == ["manifest.json", "report.json"]
-    assert JobStore.open(tmp_path, "a", {"k": 1}).manifest["complete"] is True
+    assert json.loads((store.root / "manifest.json").read_text())["complete"] is True
+    again = JobStore.open(tmp_path, "a", {"k": 1})  # the same job run again (--overwrite): from the start
+    assert again.manifest["complete"] is False and again.finished == set()

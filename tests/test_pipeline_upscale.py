@@ -156,3 +156,12 @@ def test_dry_run_prints_the_plan_without_loading_a_model(make_clip, tmp_path):
     plan = json.loads(done.stdout)["items"][0]["result"]
     assert len(plan["chunks"]) >= 3 and "memory_gb" in plan and "tflops_per_step" in plan
     assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_bf16_runs_the_gpu_precision_path_on_the_cpu(make_clip, tmp_path):
+    clip = make_clip(width=64, height=48, frames=3)
+    result = upscale_clip(clip, tmp_path / "out.mp4", tiny_settings(model__dtype="bf16", sampling__steps=2))
+    report = json.loads((result.job_dir / "report.json").read_text())
+    assert report["dtype"] == "bfloat16"
+    frames = decoded(result.output)
+    assert len(frames) == 3 and frames[0].shape == (96, 128, 3) and np.ptp(frames[0]) > 0

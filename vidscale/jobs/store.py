@@ -58,9 +58,10 @@ class JobStore:
             saved = json.loads(path.read_text())
             if saved.get("identity") != json.loads(json.dumps(identity, default=str)):
                 raise JobError(f"{store.root}: job folder belongs to another job; remove it")
-            store.manifest = saved
-        else:
-            store._save_manifest()
+            if not saved.get("complete"):  # a finished job run again (--overwrite) starts afresh
+                store.manifest = saved
+                return store
+        store._save_manifest()
         return store
 
     @property

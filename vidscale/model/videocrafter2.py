@@ -61,7 +61,7 @@ class VideoCrafter2:
 
     @torch.no_grad()
     def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(F, 3, H, W) in [-1, 1] -> (1, 4, F, H/8, W/8) scaled latents, frame by frame in batches.
+        """(F, 3, H, W) in [-1, 1] -> (1, 4, F, H/8, W/8) scaled float32 latents, frame by frame in batches.
 
         VC2's VAE is an image VAE applied to each frame, so batching over frames is exact. The
         posterior mean is used (not a sample): the same frames always give the same latent, which
@@ -70,7 +70,7 @@ class VideoCrafter2:
         step = self._frames_per_pass(pixels.shape[-2:])
         parts = [self.vae.encode(pixels[i:i + step].to(self.device, self.dtype)).latent_dist.mode()
                  for i in range(0, pixels.shape[0], step)]
-        latents = torch.cat(parts) * self.vae.config.scaling_factor
+        latents = torch.cat(parts).float() * self.vae.config.scaling_factor
         return rearrange(latents, "f c h w -> 1 c f h w")
 
     @torch.no_grad()

@@ -22,7 +22,7 @@ def sample_base(model: VideoCrafter2, prompt: str, *, negative_prompt: str = "",
     shape = (1, 4, frames, height // 8, width // 8)
     if latents is None:
         latents = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
-    latents = latents.to(model.device, model.dtype)
+    latents = latents.to(model.device, torch.float32)
     if tuple(latents.shape) != shape:
         raise ValueError(f"latents of shape {tuple(latents.shape)}, expected {shape}")
     eps_fn = prompt_eps(model, prompt, negative_prompt=negative_prompt, guidance_scale=guidance_scale, fps=fps)

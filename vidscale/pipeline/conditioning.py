@@ -15,7 +15,9 @@ def guided_eps_fn(unet: VC2UNet, cond: torch.Tensor, uncond: torch.Tensor | None
     """Noise prediction with classifier-free guidance in ONE batched UNet call.
 
     ``uncond`` is the empty prompt's features (VC2 guides against the empty string, with the
-    same fps); without it (scale <= 1) the prompt alone is used.
+    same fps); without it (scale <= 1) the prompt alone is used. The UNet runs in its own dtype
+    (bf16 on CUDA); the latents and the guidance arithmetic stay float32, so the sampler's small
+    per-step updates are not rounded away.
     """
     context = cond if uncond is None else torch.cat([uncond, cond])
 
@@ -23,7 +25,7 @@ def guided_eps_fn(unet: VC2UNet, cond: torch.Tensor, uncond: torch.Tensor | None
         batch = x if uncond is None else torch.cat([x, x])
         timestep = torch.full((batch.shape[0],), t, device=x.device, dtype=torch.int64)
         states = context.repeat_interleave(x.shape[0], dim=0)  # [uncond] * B + [cond] * B, like batch
-        out = unet(batch, timestep, states, fps=fps, return_dict=False)[0]
+        out = unet(batch.to(unet.dtype), timestep, states, fps=fps, return_dict=False)[0].to(x.dtype)
         if uncond is None:
             return out
         eps_uncond, eps_cond = out.chunk(2)

@@ -106,7 +106,7 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
     # 3. base stage
     base_latent = (g.base_height // 8, g.base_width // 8)
     noise = randn_tensor((1, 4, g.frames, *base_latent), generator=generator, device=model.device,
-                         dtype=model.dtype)
+                         dtype=torch.float32)
     if method.temporal_window and g.frames > method.temporal_window:
         noise = reschedule_noise(noise, method.temporal_window, method.temporal_stride, generator)
     with temporal_windows(model.unet, window=method.temporal_window or g.frames, stride=method.temporal_stride):
@@ -119,7 +119,7 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
     for factor in factors:
         target = (base_latent[0] * factor, base_latent[1] * factor)
         reference = upsample_latent(latents, target, method.upsample_mode)
-        stage_noise = randn_tensor(reference.shape, generator=generator, device=model.device, dtype=model.dtype)
+        stage_noise = randn_tensor(reference.shape, generator=generator, device=model.device, dtype=torch.float32)
         denoiser = Denoiser(
             eps_fn=eps_fn,
             stage_patches=lambda t=target, f=factor: freescale_patches(

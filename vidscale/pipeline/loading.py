@@ -21,6 +21,12 @@ def load_model(settings: ModelSettings) -> VideoCrafter2:
                               dtype=resolve_dtype(settings.dtype, device))
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a job's GPU peak from zero (a watcher runs many jobs in one process)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def peak_memory_gb(device: torch.device) -> float:
     """Peak GPU memory allocated on CUDA, else this process's peak resident memory."""
     if device.type == "cuda":

@@ -34,7 +34,7 @@ from ..model import VideoCrafter2
 from ..progress import Progress
 from ..settings import Settings
 from .chunks import ChunkInputs, denoise_chunks, tiled
-from .loading import load_model, runtime_report
+from .loading import load_model, reset_peak_memory, runtime_report
 from .refine import Denoiser
 from .result import UpscaleResult
 from .conditioning import prompt_eps_fn
@@ -66,6 +66,7 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
     info = probe(source)
     check_target(output, overwrite=overwrite)
     model = model or load_model(settings.model)
+    reset_peak_memory(model.device)
     base = (model.base_height // 8, model.base_width // 8)
     plan = make_plan(info.width, info.height, frame_range(info, frames), settings, base_latent=base,
                      dtype_bytes=torch.finfo(model.dtype).bits // 8)
@@ -157,7 +158,7 @@ def decoded_frames(model: VideoCrafter2, plan: UpscalePlan, store: JobStore,
     with progress.bar("decode", total=plan.frame_count, unit="frame") as bar:
         for chunk in plan.chunks:
             saved = store.load_chunk(chunk.index)
-            latents = saved["latents"].to(device=model.device, dtype=model.dtype)
+            latents = saved["latents"].to(model.device)
             pts = saved["pts"].tolist()
             for first in range(0, latents.shape[2], 8):
                 pixels = model.decode_latents(latents[:, :, first:first + 8])[..., :height, :width]
