@@ -66,11 +66,11 @@ def tiny_ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vocab(tmp_path_factory):
-    """A small merges file in CLIP's format, so conversion and loading do not need the real one."""
+    """A merges file in CLIP's format without merges: the 514 ids of the tiny text encoder."""
     import gzip
     path = tmp_path_factory.mktemp("vocab") / VOCAB_NAME
     with gzip.open(path, "wt", encoding="utf-8") as handle:
-        handle.write("#version: test\n" + "\n".join(["t h", "th e</w>", "a n", "an d</w>"]) + "\n")
+        handle.write("#version: test\n")
     return path
 
 
@@ -205,3 +205,12 @@ def test_convert_and_info_commands(tmp_path, tiny_ckpt, vocab):
     failed = runner.invoke(main, ["model", "convert", str(bad), str(tmp_path / "other")])
     assert failed.exit_code == 2 and "is the download complete" in failed.output
     assert not (tmp_path / "other").exists()
+
+
+def test_a_vocabulary_that_does_not_fit_the_text_encoder_is_refused(tmp_path, tiny_ckpt):
+    import gzip
+    wrong = tmp_path / "merges.txt.gz"
+    with gzip.open(wrong, "wt", encoding="utf-8") as handle:
+        handle.write("#version: test\nt h\n")  # one merge: 515 ids, the tiny text encoder has 514
+    with pytest.raises(CheckpointError, match="515 token ids, the text encoder has 514"):
+        load_videocrafter2(tiny_ckpt, vocab=wrong)

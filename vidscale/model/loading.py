@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelNotFoundError, SettingsError
+from ..errors import CheckpointError, ModelNotFoundError, SettingsError
 from .checkpoint import DOWNLOAD, read_checkpoint
 from .convert import convert_original
 from .folder import COMPONENTS, is_model_folder, read_config, read_index, read_weights
@@ -72,5 +72,9 @@ def load_videocrafter2(path: str | Path, *, device: torch.device | str = "cpu",
     else:
         raise ModelNotFoundError(f"{path}: neither a converted model folder (model_index.json) nor a "
                                  f"checkpoint file. Download model.ckpt from {DOWNLOAD}")
-    tokenizer = ClipTokenizer.from_file(find_vocab(model_dir, vocab))
+    vocab_file = find_vocab(model_dir, vocab)
+    tokenizer = ClipTokenizer.from_file(vocab_file)
+    if tokenizer.vocab_size != configs["text_encoder"]["vocab_size"]:
+        raise CheckpointError(f"{vocab_file}: gives {tokenizer.vocab_size} token ids, the text encoder has "
+                              f"{configs['text_encoder']['vocab_size']}: not CLIP's vocabulary (or truncated)")
     return assemble(configs, states, tokenizer=tokenizer, name=f"VideoCrafter2 ({name})").to(device, dtype)
