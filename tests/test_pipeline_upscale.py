@@ -165,3 +165,14 @@ def test_bf16_runs_the_gpu_precision_path_on_the_cpu(make_clip, tmp_path):
     assert report["dtype"] == "bfloat16"
     frames = decoded(result.output)
     assert len(frames) == 3 and frames[0].shape == (96, 128, 3) and np.ptp(frames[0]) > 0
+
+
+def test_dry_run_text_names_chunks_windows_tiles_and_cost(make_clip):
+    from click.testing import CliRunner
+    from vidscale.cli import main
+    clip = make_clip(width=64, height=48, frames=9)
+    done = CliRunner().invoke(main, ["upscale", str(clip), "--dry-run", "--model", "tiny"])
+    assert done.exit_code == 0, done.output
+    for line in ("size      64x48 -> 128x96", "frames    0-8 (9) in 1 chunk(s)", "windows", "tiles     none",
+                 "GB GPU memory"):
+        assert line in done.output

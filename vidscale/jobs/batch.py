@@ -22,6 +22,7 @@ from ..media import probe
 from ..media.codecs import output_suffix
 from ..progress import Progress
 from ..settings import Settings
+from .plan import describe_plan
 
 Log = Callable[[str], Any]
 
@@ -235,7 +236,10 @@ def _describe(item: ItemResult) -> str:
     if item.status == "skipped":
         return f"skipped {item.input}: {item.error}"
     if item.status == "planned":
-        return f"plan    {item.input}: {item.result}"
+        result = item.result or {}
+        details = (describe_plan(result) if "chunks" in result
+                   else "\n".join(f"{key:9} {value}" for key, value in result.items()))
+        return f"plan    {item.input}\n{details}"
     result = item.result or {}
     return (f"done    {item.input} -> {item.output} ({result.get('frames')} frames, "
             f"{result.get('elapsed_seconds', 0):.1f} s)")

@@ -181,6 +181,29 @@ class UpscalePlan:
         return data
 
 
+def describe_plan(plan: dict[str, Any]) -> str:
+    """``--dry-run``'s text: :meth:`UpscalePlan.to_dict` as lines a person reads."""
+    g = plan["geometry"]
+    start, end = plan["frame_range"]
+    chunks = ", ".join(f"{c['start']}-{c['end'] - 1}" + (f" (first {c['anchored']} anchored)" if c["anchored"] else "")
+                       for c in plan["chunks"])
+    tiles = (f"{len(plan['tiles'])} tiles of {plan['tiles'][0]['height']}x{plan['tiles'][0]['width']} latent "
+             f"(overlap {plan['tile_overlap']})" if plan["tiles"] else "none")
+    lines = [
+        f"size      {g['width']}x{g['height']} -> {g['output_size'][0]}x{g['output_size'][1]} "
+        f"(x{g['scale']}; model grid {g['padded_width']}x{g['padded_height']}, padding cropped on output)",
+        f"latent    {g['latent_size'][0]}x{g['latent_size'][1]} -> {g['target_latent_size'][0]}x"
+        f"{g['target_latent_size'][1]} (base {g['base_latent'][0]}x{g['base_latent'][1]})",
+        f"frames    {start}-{end - 1} ({end - start}) in {len(plan['chunks'])} chunk(s): {chunks}",
+        f"windows   {plan['temporal_windows']} temporal window(s) in the longest chunk",
+        f"tiles     {tiles}",
+        f"fusion    {plan['fusion']}, {plan['steps']} denoising steps",
+        f"cost      ~{plan['memory_gb']} GB GPU memory, {plan['tflops_per_step']} TFLOP/step, "
+        f"{plan['tflops_total']} TFLOP in all",
+    ]
+    return "\n".join(lines + [f"note      {note}" for note in plan["notes"]])
+
+
 def window_count(frames: int, window: int, stride: int) -> int:
     """Temporal windows covering ``frames`` (plus one ending on the last frame if needed)."""
     if window <= 0 or frames <= window:
