@@ -52,6 +52,9 @@ def test_half_precision_keeps_group_norm_in_fp32():
     norms = [m for m in model.unet.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert norms and all(type(m) is FP32GroupNorm and m.weight.dtype == torch.float32 for m in norms)
     assert model.unet.conv_in.weight.dtype == torch.bfloat16 and model.dtype == torch.bfloat16
+    full = load_videocrafter2("tiny")  # GroupNorm parameters were never rounded to bf16
+    full_norms = [m for m in full.unet.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert all(torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias) for a, b in zip(norms, full_norms))
     x, t, context = unet_inputs(model)
     out = model.unet(x.bfloat16(), t, context, fps=8).sample
     reference = load_videocrafter2("tiny").unet(x, t, context.float(), fps=8).sample

@@ -93,10 +93,11 @@ def read_config(path: Path, component: str) -> dict[str, Any]:
                               "convert the checkpoint again") from None
 
 
-def read_weights(path: Path, component: str, device: str = "cpu") -> dict[str, torch.Tensor]:
+def read_weights(path: Path, component: str, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors, memory-mapped and read straight onto ``device`` (no CPU copy for CUDA)."""
     file = Path(path) / component / WEIGHTS
     try:
-        return load_file(file, device=device)
+        return load_file(file, device=str(device))
     except (OSError, SafetensorError) as exc:
         raise CheckpointError(f"{file}: missing or damaged ({exc}); convert the checkpoint again") from None
 

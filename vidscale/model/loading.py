@@ -59,12 +59,12 @@ def load_videocrafter2(path: str | Path, *, device: torch.device | str = "cpu",
                        dtype: torch.dtype = torch.float32, vocab: Path | None = None) -> VideoCrafter2:
     """Load a converted folder, an original ``model.ckpt`` (converted in memory) or ``"tiny"``."""
     if str(path) == TINY:
-        return tiny_videocrafter2().to(device, dtype)
+        return tiny_videocrafter2(device, dtype)
     path = Path(path)
     if is_model_folder(path):
         index = read_index(path)
         configs = {name: read_config(path, name) for name in COMPONENTS}
-        states = {name: read_weights(path, name) for name in COMPONENTS}
+        states = {name: read_weights(path, name, device) for name in COMPONENTS}
         model_dir, name = path, index.get("converted_from", {}).get("file", path.name)
     elif path.is_file():
         configs, states = convert_original(read_checkpoint(path))
@@ -77,4 +77,4 @@ def load_videocrafter2(path: str | Path, *, device: torch.device | str = "cpu",
     if tokenizer.vocab_size != configs["text_encoder"]["vocab_size"]:
         raise CheckpointError(f"{vocab_file}: gives {tokenizer.vocab_size} token ids, the text encoder has "
                               f"{configs['text_encoder']['vocab_size']}: not CLIP's vocabulary (or truncated)")
-    return assemble(configs, states, tokenizer=tokenizer, name=f"VideoCrafter2 ({name})").to(device, dtype)
+    return assemble(configs, states, tokenizer=tokenizer, name=f"VideoCrafter2 ({name})", device=device, dtype=dtype)

@@ -53,7 +53,7 @@ class FP32GroupNorm(nn.GroupNorm):
 
 
 def keep_group_norm_fp32(module: nn.Module) -> nn.Module:
-    """Make every GroupNorm of ``module`` normalise in float32 (its parameters stay in fp32 too).
+    """Make every GroupNorm of ``module`` normalise in float32 (its parameters are kept in fp32).
 
     Under bf16/fp16 the statistics of large activations lose precision; VC2 upcasts them. Swapping
     the class keeps the state-dict keys, so loading and saving are unaffected.

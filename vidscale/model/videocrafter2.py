@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from diffusers import AutoencoderKL
@@ -44,15 +44,6 @@ class VideoCrafter2:
     def dtype(self) -> torch.dtype:
         return self.unet.conv_in.weight.dtype
 
-    def to(self, device: torch.device | str, dtype: torch.dtype) -> VideoCrafter2:
-        """Move and cast every module; GroupNorm stays float32 below fp32 (as in VC2)."""
-        for module in (self.unet, self.vae, self.text_encoder):
-            # nn.Module.to: diffusers' override warns about from_pretrained, which is not used here
-            nn.Module.to(module, device=device, dtype=dtype).eval().requires_grad_(False)
-            if dtype != torch.float32:
-                keep_group_norm_fp32(module)
-        return self
-
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """(B, 77, D) token features of the penultimate text layer after the final LayerNorm."""
@@ -92,21 +83,35 @@ def build_modules(configs: Mapping[str, dict]) -> tuple[VC2UNet, AutoencoderKL, 
 
 
 def assemble(configs: Mapping[str, dict], states: Mapping[str, Mapping[str, torch.Tensor]], *,
-             tokenizer: ClipTokenizer, name: str) -> VideoCrafter2:
-    """Build the modules on the meta device (no random init of 1.8 B weights) and load strictly."""
+             tokenizer: ClipTokenizer, name: str, device: torch.device | str = "cpu",
+             dtype: torch.dtype = torch.float32, **fields: Any) -> VideoCrafter2:
+    """Build the modules on the meta device (no random init of 1.8 B weights) and load strictly,
+    each tensor straight into its device and dtype; GroupNorm stays float32 (as in VC2)."""
     with torch.device("meta"):
         modules = build_modules(configs)
     for component, module in zip(("unet", "vae", "text_encoder"), modules):
-        load_strict(module, states[component], component)
+        load_strict(module, _cast(module, states[component], device, dtype), component)
+        module.eval().requires_grad_(False)
+        if dtype != torch.float32:
+            keep_group_norm_fp32(module)
     unet, vae, text_encoder = modules
     # CLIP's position ids are a non-persistent buffer: not in any state dict, so still on meta.
-    positions = torch.arange(text_encoder.config.max_position_embeddings)[None]
+    positions = torch.arange(text_encoder.config.max_position_embeddings, device=device)[None]
     text_encoder.get_submodule("embeddings").register_buffer("position_ids", positions, persistent=False)
     left = [name for module in modules for name, t in module.state_dict(keep_vars=True).items() if t.is_meta]
     left += [name for module in modules for name, t in module.named_buffers() if t.is_meta]
     if left:
         raise CheckpointError(f"tensors left unloaded: {left[:3]} (a library version this vidscale does not know)")
-    return VideoCrafter2(unet, vae, text_encoder, tokenizer, VC2Schedule(), name)
+    return VideoCrafter2(unet, vae, text_encoder, tokenizer, VC2Schedule(), name, **fields)
+
+
+def _cast(module: nn.Module, state: Mapping[str, torch.Tensor], device: torch.device | str,
+          dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Floating tensors to ``dtype``, except GroupNorm's, which stay float32 (they never round)."""
+    norms = {f"{name}.{param}" for name, m in module.named_modules() if isinstance(m, nn.GroupNorm)
+             for param in ("weight", "bias")}
+    return {key: value.to(device, torch.float32 if key in norms else dtype) if value.is_floating_point()
+            else value.to(device) for key, value in state.items()}
 
 
 def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], component: str) -> None:
@@ -122,7 +127,7 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], component:
         raise CheckpointError(f"{component}: {str(exc).splitlines()[-1].strip()}") from None
 
 
-def tiny_videocrafter2() -> VideoCrafter2:
+def tiny_videocrafter2(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> VideoCrafter2:
     """The same classes at toy widths with seeded random weights: for tests and ``--model tiny``.
 
     The weights are the same in every process (the resume tests compare separate runs). Its
@@ -131,6 +136,7 @@ def tiny_videocrafter2() -> VideoCrafter2:
     configs = {"unet": TINY_UNET, "vae": TINY_VAE, "text_encoder": TINY_TEXT}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
-        unet, vae, text_encoder = build_modules(configs)
-    return VideoCrafter2(unet, vae, text_encoder, ClipTokenizer.byte_level(), VC2Schedule(),
-                         name="tiny (random test model)", is_test_model=True, base_height=64, base_width=64)
+        modules = build_modules(configs)
+    states = {component: module.state_dict() for component, module in zip(configs, modules)}
+    return assemble(configs, states, tokenizer=ClipTokenizer.byte_level(), name="tiny (random test model)",
+                    device=device, dtype=dtype, is_test_model=True, base_height=64, base_width=64)
