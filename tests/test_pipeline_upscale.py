@@ -176,3 +176,13 @@ def test_dry_run_text_names_chunks_windows_tiles_and_cost(make_clip):
     for line in ("size      64x48 -> 128x96", "frames    0-8 (9) in 1 chunk(s)", "windows", "tiles     none",
                  "GB GPU memory"):
         assert line in done.output
+
+
+def test_over_the_memory_budget_the_latent_is_tiled_and_blended(make_clip, tmp_path):
+    clip = make_clip(width=128, height=96, frames=2)
+    settings = tiny_settings(jobs__memory_budget_gb=0.1, sampling__steps=2)
+    result = upscale_clip(clip, tmp_path / "out.mp4", settings)
+    plan = json.loads((result.job_dir / "report.json").read_text())["plan"]
+    assert len(plan["tiles"]) > 1 and plan["tile_overlap"] > 0
+    frames = decoded(result.output)
+    assert len(frames) == 2 and frames[0].shape == (192, 256, 3)
