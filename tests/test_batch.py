@@ -98,3 +98,24 @@ def test_upscale_one_passes_should_stop_to_the_freescale_job(tmp_path, make_clip
     result = upscale_one(source, output, settings, should_stop=lambda: False)
     assert result["frames"] == 12 and len(decoded(output)) == 12
     assert job_progress(output.parent) == (0, True)
+
+
+@pytest.mark.parametrize("engine", ["lanczos", "freescale"])
+def test_a_full_disk_fails_the_job_and_leaves_no_partial_output(tmp_path, make_clip, engine):
+    """The lanczos job fails writing the output; the FreeScale job fails saving a chunk."""
+    import subprocess
+    import sys
+
+    from watch_helpers import full_disk_after
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(FREESCALE_TINY)
+    args = LANCZOS if engine == "lanczos" else ["--preset", str(preset)]
+    clip = make_clip(width=320, height=240, frames=4) if engine == "lanczos" else make_clip(frames=6)
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run([sys.executable, "-m", "vidscale", "upscale", str(clip), "--out-dir", str(out), "-q",
+                           *args], capture_output=True, text=True, timeout=300,
+                          preexec_fn=full_disk_after(16_000 if engine == "freescale" else 64_000))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "cannot write" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert [p.name for p in out.iterdir() if p.name != ".vidscale-jobs"] == []

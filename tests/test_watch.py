@@ -47,8 +47,8 @@ def watcher(tmp_path):
     """``watcher(inbox, *args)`` starts ``vidscale watch``; anything still running is killed after."""
     started = []
 
-    def start(folder, *args):
-        watch = start_watch(folder, *args, log=tmp_path / f"watch-{len(started)}.log")
+    def start(folder, *args, **options):
+        watch = start_watch(folder, *args, log=tmp_path / f"watch-{len(started)}.log", **options)
         started.append(watch)
         return watch
 
@@ -178,6 +178,17 @@ def test_an_unwritable_output_folder_fails_the_clip_and_keeps_the_source(tmp_pat
     assert error["error"]["type"] == "OutputError" and str(blocked) in error["error"]["message"]
     assert files(inbox / "done") == ["b.mp4"]  # the failure did not stop the next clip
     assert frame_numbers(out / "b_2x.mov") == list(range(12))
+
+
+def test_a_full_disk_fails_the_clip_with_the_reason_and_keeps_the_source(tmp_path, make_clip, inbox, watcher):
+    big = make_clip(width=320, height=240, frames=12)  # its 640x480 ProRes output passes 64 KB
+    drop(big, inbox / "a.mp4")
+    watch = watcher(inbox, "--once", *SETTLE, *LANCZOS, file_size_limit=64_000)
+    assert watch.wait(60) == 0, watch.output()
+    assert (inbox / "failed" / "a.mp4").read_bytes() == big.read_bytes()
+    error = json.loads((inbox / "failed" / "a.mp4.error.json").read_text())
+    assert error["error"]["type"] == "OutputError" and "cannot write the output" in error["error"]["message"]
+    assert files(inbox / "out") == []  # no partial output under any name
 
 
 def test_a_subfolder_vidscale_toml_overrides_the_preset(tmp_path, clip, inbox, watcher):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -49,12 +50,22 @@ class Watch:
         return self.process.poll() is None
 
 
-def start_watch(inbox: Path, *args: str, log: Path) -> Watch:
+def full_disk_after(size: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes every write past ``size`` bytes of a file fail, as on a full
+    disk (RLIMIT_FSIZE: the write fails with EFBIG instead of killing the process)."""
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return limit
+
+
+def start_watch(inbox: Path, *args: str, log: Path, file_size_limit: int | None = None) -> Watch:
     """Start ``python -m vidscale watch INBOX -q ARGS`` (PYTHONPATH is inherited)."""
     handle = open(log, "wb")
     try:
         process = subprocess.Popen([sys.executable, "-m", "vidscale", "watch", str(inbox), "-q", *args],
-                                   stdout=handle, stderr=subprocess.STDOUT)
+                                   stdout=handle, stderr=subprocess.STDOUT,
+                                   preexec_fn=full_disk_after(file_size_limit) if file_size_limit else None)
     finally:
         handle.close()
     return Watch(process, log)

@@ -59,10 +59,13 @@ def atomic_path(final: Path, *, overwrite: bool = True) -> Iterator[Path]:
 def write_bytes(final: Path, data: bytes) -> None:
     """Write ``data`` to ``final`` atomically (fsync'd, so a power cut keeps old or new)."""
     with atomic_path(final) as temp:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # a full disk: the old file, if any, is untouched
+            raise OutputError(f"{final}: cannot write ({exc.strerror or exc})") from None
 
 
 def write_json(final: Path, data: Any) -> None:

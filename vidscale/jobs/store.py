@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, write_json
-from ..errors import JobError
+from ..errors import JobError, OutputError
 
 MANIFEST = "manifest.json"
 
@@ -72,8 +73,12 @@ class JobStore:
     def save_chunk(self, index: int, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         """Write a finished chunk's tensors, then record it (in that order, each atomically)."""
         name = f"chunk-{index:04d}.safetensors"
-        with atomic_path(self.root / name) as temp:
-            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(temp))
+        try:
+            with atomic_path(self.root / name) as temp:
+                save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(temp))
+        except (OSError, SafetensorError) as exc:  # a full disk: the chunks saved so far are kept
+            raise OutputError(f"{self.root}: cannot write chunk {index} of the job ({exc}); free some space "
+                              "and run the same command again: it resumes after the last saved chunk") from None
         self.manifest["chunks"][str(index)] = {"file": name, **info}
         self._save_manifest()
 
