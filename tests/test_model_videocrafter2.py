@@ -11,6 +11,8 @@ from vidscale.model import load_videocrafter2, resolve_device, resolve_dtype, re
 from vidscale.model import videocrafter2 as vc2
 from vidscale.model.unet import FP32GroupNorm
 from vidscale.pipeline.base import sample_base
+from vidscale.pipeline.conditioning import prompt_eps_fn
+from vidscale.settings import SamplingSettings
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +84,10 @@ def test_vae_helpers_batch_frames_exactly(tiny, monkeypatch):
 
 def test_base_sampling_is_seeded_and_uses_cfg(tiny):
     def run(seed, scale):
-        return sample_base(tiny, "a cat", frames=2, height=64, width=64, steps=2, guidance_scale=scale,
-                           eta=1.0, fps=8, generator=torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn(1, 4, 2, 8, 8, generator=generator)
+        eps_fn = prompt_eps_fn(tiny, SamplingSettings(prompt="a cat", guidance_scale=scale), fps=8)
+        return sample_base(tiny, eps_fn, noise, steps=2, eta=1.0, generator=generator)
     first = run(1, 12.0)
     assert first.shape == (1, 4, 2, 8, 8) and torch.isfinite(first).all()
     assert torch.equal(first, run(1, 12.0))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from diffusers import AutoencoderKL
@@ -65,12 +65,17 @@ class VideoCrafter2:
         return rearrange(latents, "f c h w -> 1 c f h w")
 
     @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, 4, F, h, w) scaled latents -> (B*F, 3, 8h, 8w) pixels in about [-1, 1]."""
+    def decoded(self, latents: torch.Tensor) -> Iterator[torch.Tensor]:
+        """(B, 4, F, h, w) scaled latents -> successive (n, 3, 8h, 8w) pixel batches in about [-1, 1],
+        one VAE pass each, so a writer can stream them with bounded memory."""
         flat = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
         step = self._frames_per_pass((flat.shape[-2] * 8, flat.shape[-1] * 8))
-        return torch.cat([self.vae.decode(flat[i:i + step].to(self.device, self.dtype)).sample
-                          for i in range(0, flat.shape[0], step)])
+        for i in range(0, flat.shape[0], step):
+            yield self.vae.decode(flat[i:i + step].to(self.device, self.dtype)).sample
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """All of :meth:`decoded` as one (B*F, 3, 8h, 8w) tensor."""
+        return torch.cat(list(self.decoded(latents)))
 
     @staticmethod
     def _frames_per_pass(size: tuple[int, int]) -> int:

@@ -35,15 +35,9 @@ def guided_eps_fn(unet: VC2UNet, cond: torch.Tensor, uncond: torch.Tensor | None
 
 
 @torch.no_grad()
-def prompt_eps(model: VideoCrafter2, prompt: str, *, negative_prompt: str = "", guidance_scale: float,
-               fps: int) -> EpsFn:
-    """The UNet's noise prediction for ``prompt`` (one batched CFG call if the scale is > 1)."""
-    cond = model.encode_prompt([prompt])
-    uncond = model.encode_prompt([negative_prompt]) if guidance_scale > 1 else None
-    return guided_eps_fn(model.unet, cond, uncond, guidance_scale=guidance_scale, fps=fps)
-
-
 def prompt_eps_fn(model: VideoCrafter2, sampling: SamplingSettings, *, fps: int) -> EpsFn:
-    """:func:`prompt_eps` for the settings' prompt, negative prompt and guidance scale."""
-    return prompt_eps(model, sampling.prompt, negative_prompt=sampling.negative_prompt,
-                      guidance_scale=sampling.guidance_scale, fps=fps)
+    """The UNet's noise prediction for the settings' prompt, guided against the negative prompt
+    (one batched CFG call if the guidance scale is > 1)."""
+    cond = model.encode_prompt([sampling.prompt])
+    uncond = model.encode_prompt([sampling.negative_prompt]) if sampling.guidance_scale > 1 else None
+    return guided_eps_fn(model.unet, cond, uncond, guidance_scale=sampling.guidance_scale, fps=fps)

@@ -103,6 +103,8 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
     # 2. model
     model = model or load_model(settings.model)
     generator = torch.Generator(model.device).manual_seed(sampling.seed)
+    fps = sampling.fps or 28  # VC2's official script conditions on 28
+    eps_fn = prompt_eps_fn(model, sampling, fps=fps)
     # 3. base stage
     base_latent = (g.base_height // 8, g.base_width // 8)
     noise = randn_tensor((1, 4, g.frames, *base_latent), generator=generator, device=model.device,
@@ -110,12 +112,9 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
     if method.temporal_window and g.frames > method.temporal_window:
         noise = reschedule_noise(noise, method.temporal_window, method.temporal_stride, generator)
     with temporal_windows(model.unet, window=method.temporal_window or g.frames, stride=method.temporal_stride):
-        latents = sample_base(model, sampling.prompt, negative_prompt=sampling.negative_prompt,
-                              frames=g.frames, height=g.base_height, width=g.base_width,
-                              steps=sampling.steps, guidance_scale=sampling.guidance_scale, eta=sampling.eta,
-                              fps=sampling.fps or 28, generator=generator, latents=noise, progress=progress)
+        latents = sample_base(model, eps_fn, noise, steps=sampling.steps, eta=sampling.eta, generator=generator,
+                              progress=progress)
     # 4. cascade
-    eps_fn = prompt_eps_fn(model, sampling, fps=sampling.fps or 28)
     for factor in factors:
         target = (base_latent[0] * factor, base_latent[1] * factor)
         reference = upsample_latent(latents, target, method.upsample_mode)
@@ -130,13 +129,12 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
                          progress=progress)
     # 5. decode and write
     with VideoWriter(output, width=g.width, height=g.height, source=None, settings=settings.output,
-                     frame_rate=Fraction(sampling.fps or 28), overwrite=overwrite) as writer:
+                     frame_rate=Fraction(fps), overwrite=overwrite) as writer:
         with progress.bar("decode", total=g.frames, unit="frame") as bar:
-            for first in range(0, g.frames, 8):
-                pixels = model.decode_latents(latents[:, :, first:first + 8])
+            for pixels in model.decoded(latents):
                 writer.write(to_rgb16(pixels))
                 bar.update(pixels.shape[0])
     return GenerateResult(output=output, prompt=sampling.prompt, width=g.width, height=g.height,
-                          frames=g.frames, frame_rate=Fraction(sampling.fps or 28),
+                          frames=g.frames, frame_rate=Fraction(fps),
                           codec=settings.output.codec, seed=sampling.seed,
                           elapsed_seconds=time.perf_counter() - started, test_model=model.is_test_model)

@@ -158,12 +158,13 @@ def decoded_frames(model: VideoCrafter2, plan: UpscalePlan, store: JobStore,
     with progress.bar("decode", total=plan.frame_count, unit="frame") as bar:
         for chunk in plan.chunks:
             saved = store.load_chunk(chunk.index)
-            latents = saved["latents"].to(model.device)
             pts = saved["pts"].tolist()
-            for first in range(0, latents.shape[2], 8):
-                pixels = model.decode_latents(latents[:, :, first:first + 8])[..., :height, :width]
-                yield to_rgb16(pixels), pts[first:first + 8]
-                bar.update(pixels.shape[0])
+            first = 0
+            for pixels in model.decoded(saved["latents"]):
+                count = pixels.shape[0]
+                yield to_rgb16(pixels[..., :height, :width]), pts[first:first + count]
+                first += count
+                bar.update(count)
 
 
 def to_rgb16(pixels: torch.Tensor) -> np.ndarray:
