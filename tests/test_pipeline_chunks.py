@@ -54,7 +54,7 @@ def _run(tmp_path, chunk_frames, overlap, crash_after_calls=None, stop_after_chu
 
     def inputs(chunk):
         part = reference[:, :, chunk.start:chunk.end]
-        return ChunkInputs(part, part, torch.arange(chunk.start, chunk.end))
+        return ChunkInputs(part, torch.arange(chunk.start, chunk.end))
 
     store = JobStore.open(tmp_path, "clip", {"chunks": chunk_frames, "overlap": overlap})
     denoise_chunks(plan, store, inputs=inputs, denoiser=oracle, schedule=schedule, settings=settings,

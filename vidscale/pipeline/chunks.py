@@ -22,7 +22,7 @@ from ..jobs.store import JobStore
 from ..progress import Progress
 from ..settings import Settings
 from .denoise import EpsFn
-from .refine import Denoiser, StageHooks, refine
+from .refine import Denoiser, refine
 
 _GOLDEN = 0x9E3779B97F4A7C15  # spreads consecutive frame indices over the seed space
 
@@ -115,7 +115,6 @@ class ChunkInputs:
     """What one chunk is denoised from: (1, C, F, H, W) latents and the frames' source pts."""
 
     reference: torch.Tensor
-    structure: torch.Tensor
     pts: torch.Tensor
 
 
@@ -141,8 +140,7 @@ def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, se
     noise = frame_noise(settings.sampling.seed, range(chunk.start, chunk.end), (channels, height, width),
                         device=data.reference.device, dtype=data.reference.dtype)
     anchor = Anchor(previous, chunk.anchored, keep)
-    latents = refine(denoiser, schedule, data.reference, noise, settings, structure=data.structure,
-                     hooks=StageHooks([anchor]), progress=progress)
+    latents = refine(denoiser, schedule, data.reference, noise, settings, anchor=anchor, progress=progress)
     store.save_chunk(chunk.index, {"latents": latents[:, :, chunk.anchored:], "pts": data.pts[chunk.anchored:],
                                    "trajectory": anchor.trajectory()},
                      {"frames": [chunk.start, chunk.end]})

@@ -16,7 +16,7 @@ the real UNet and on the oracle denoiser of the tests.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -24,9 +24,7 @@ import torch
 from ..freescale import (detail_control, dilation_active, guidance_weight_schedule, restart_index,
                          structure_guidance)
 from ..settings import Settings
-from .denoise import DenoiseHooks, EpsFn, denoise
-
-StepHook = Callable[[int, int, torch.Tensor], torch.Tensor]
+from .denoise import DenoiseHooks, EpsFn, StepHook, denoise
 
 
 @dataclass
@@ -38,38 +36,25 @@ class Denoiser:
     step_patches: Callable[[int], AbstractContextManager] = lambda _i: nullcontext()  # dilation
 
 
-@dataclass
-class StageHooks:
-    """Extra per-step hooks of the caller (chunk anchoring), run after detail control."""
-
-    before_model: list[StepHook] = field(default_factory=list)
-
-
 def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.Tensor,
-           settings: Settings, *, alpha: float | torch.Tensor | None = None,
-           structure: torch.Tensor | None = None, hooks: StageHooks | None = None,
+           settings: Settings, *, anchor: StepHook | None = None,
            generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
     """Denoise ``reference`` (1, C, F, H, W) from the restart step; returns the final latent.
 
-    ``structure`` is the structure-guidance reference (default: ``reference``); ``alpha`` the
-    detail-control exponent, a float or a map broadcastable to the latent (default: settings).
+    ``reference`` is also what detail control re-noises and what structure guidance steers to;
+    ``anchor`` runs after detail control at every step (chunk anchoring).
     """
     method, sampling = settings.freescale, settings.sampling
     timesteps = schedule.timesteps(sampling.steps)
     run = timesteps[restart_index(sampling.steps, method.restart_fraction):]
-    alpha = method.alpha if alpha is None else alpha
-    structure = reference if structure is None else structure
-    extra = hooks.before_model if hooks else []
 
     def before_model(i: int, t: int, x: torch.Tensor) -> torch.Tensor:
-        x = detail_control(x, schedule.q_sample(reference, t, noise), t, alpha)
-        for hook in extra:
-            x = hook(i, t, x)
-        return x
+        x = detail_control(x, schedule.q_sample(reference, t, noise), t, method.alpha)
+        return anchor(i, t, x) if anchor else x
 
     def guide_z0(i: int, t: int, z0: torch.Tensor) -> torch.Tensor:
         weight = guidance_weight_schedule(t, method.guidance_weight, method.guidance_power)
-        return structure_guidance(z0, structure, weight.to(z0.device, z0.dtype), method.mixing_factor)
+        return structure_guidance(z0, reference, weight.to(z0.device, z0.dtype), method.mixing_factor)
 
     def model_context(i: int, t: int) -> AbstractContextManager:
         early = method.dilation and dilation_active(i, sampling.steps, method.dilate_tau)

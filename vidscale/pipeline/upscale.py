@@ -137,7 +137,7 @@ def chunk_inputs(model: VideoCrafter2, info: VideoInfo, plan: UpscalePlan, chunk
         rgb_latent = model.encode_frames(rgb)
         reference = (rgb_latent if settings.freescale.upsample == "rgb"
                      else latent_frequency_mix(reference, rgb_latent, settings.freescale.mixing_factor))
-    return ChunkInputs(reference=reference, structure=reference, pts=torch.tensor(pts, dtype=torch.int64))
+    return ChunkInputs(reference=reference, pts=torch.tensor(pts, dtype=torch.int64))
 
 
 def to_model_pixels(frames: np.ndarray, plan: UpscalePlan, model: VideoCrafter2) -> torch.Tensor:
