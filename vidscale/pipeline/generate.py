@@ -11,13 +11,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -34,28 +31,8 @@ from .base import sample_base
 from .conditioning import prompt_eps_fn
 from .loading import load_model
 from .refine import Denoiser, refine
+from .result import GenerateResult
 from .upscale import to_rgb16
-
-
-@dataclass(frozen=True)
-class GenerateResult:
-    output: Path
-    prompt: str
-    width: int
-    height: int
-    frames: int
-    frame_rate: Fraction
-    codec: str
-    seed: int
-    elapsed_seconds: float
-    test_model: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data.update(output=str(self.output), frame_rate=str(self.frame_rate))
-        if self.test_model:
-            data["note"] = "made with a RANDOM TEST MODEL: noise, for checking the installation"
-        return data
 
 
 def cascade_factors(settings: Settings) -> list[int]:

@@ -1,11 +1,14 @@
-"""What an upscale run reports, whichever engine made it (lanczos or freescale)."""
+"""What a run reports: an upscale (either engine) or a generated clip."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+TEST_MODEL_NOTE = "made with a RANDOM TEST MODEL: noise, for checking the installation"
 
 
 @dataclass(frozen=True)
@@ -38,5 +41,28 @@ class UpscaleResult:
             data["job_dir"] = str(self.job_dir)
         if self.test_model:
             data["test_model"] = True
-            data["note"] = "made with a RANDOM TEST MODEL: noise, for checking the installation"
+            data["note"] = TEST_MODEL_NOTE
+        return data
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """A generated clip: where, its size and frames, and the prompt and seed that made it."""
+
+    output: Path
+    prompt: str
+    width: int
+    height: int
+    frames: int
+    frame_rate: Fraction
+    codec: str
+    seed: int
+    elapsed_seconds: float
+    test_model: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.update(output=str(self.output), frame_rate=str(self.frame_rate))
+        if self.test_model:
+            data["note"] = TEST_MODEL_NOTE
         return data

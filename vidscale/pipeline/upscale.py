@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import check_target
-from ..errors import InvalidMediaError, JobError
+from ..errors import InvalidMediaError
 from ..freescale import freescale_patches, latent_frequency_mix, restrained_dilation, upsample_latent
 from ..jobs.plan import Chunk, UpscalePlan, make_plan
 from ..jobs.store import JobStore, fingerprint
