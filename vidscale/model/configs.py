@@ -9,6 +9,7 @@ in the OpenCLIP text tower.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Mapping
 
 import torch
@@ -29,7 +30,7 @@ def _shape(state: Mapping[str, torch.Tensor], key: str, component: str) -> torch
 
 def unet_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """``VC2UNet`` config from the original UNet tensors (prefix stripped)."""
-    shape = lambda key: _shape(state, key, "unet")  # noqa: E731
+    shape = partial(_shape, state, component="unet")
     downsamplers = [i for i in range(1, 64) if f"input_blocks.{i}.0.op.weight" in state]
     if not downsamplers:
         raise CheckpointError("unet: no downsampler (input_blocks.N.0.op) found: not a VideoCrafter2 UNet")
@@ -50,7 +51,7 @@ def unet_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 def vae_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """``AutoencoderKL`` config from the original (LDM) VAE tensors."""
-    shape = lambda key: _shape(state, key, "vae")  # noqa: E731
+    shape = partial(_shape, state, component="vae")
     levels = sum(1 for level in range(16) if f"encoder.down.{level}.block.0.conv1.weight" in state)
     layers = sum(1 for block in range(16) if f"encoder.down.0.block.{block}.conv1.weight" in state)
     return {"in_channels": shape("encoder.conv_in.weight")[1], "out_channels": shape("decoder.conv_out.weight")[0],
@@ -62,7 +63,7 @@ def vae_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 def text_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """``CLIPTextConfig`` of the tower up to the penultimate block (VC2's ``layer="penultimate"``)."""
-    shape = lambda key: _shape(state, key, "text encoder")  # noqa: E731
+    shape = partial(_shape, state, component="text encoder")
     vocab, width = shape("token_embedding.weight")
     blocks = sum(1 for i in range(256) if f"transformer.resblocks.{i}.ln_1.weight" in state)
     if blocks < 2:
