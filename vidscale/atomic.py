@@ -32,6 +32,15 @@ def check_target(final: Path, *, overwrite: bool) -> None:
         raise OutputError(f"{final}: already exists (pass --overwrite to replace it)", exit_code=2)
 
 
+def make_folder(folder: Path, *, hint: str = "", exit_code: int = 1) -> None:
+    """Create an output folder (and its parents), or raise :class:`OutputError` saying why."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror}){hint}",
+                          exit_code=exit_code) from None
+
+
 @contextmanager
 def atomic_path(final: Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; on success it becomes ``final``, on error it is removed.

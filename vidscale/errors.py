@@ -51,3 +51,7 @@ class OutputError(VidscaleError, OSError):
 
 class JobError(VidscaleError):
     """A job failed while running (its finished chunks are kept for a resume)."""
+
+
+class Interrupted(JobError):
+    """The run was asked to stop; every finished chunk is saved and the job resumes next time."""

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..errors import InputError, InvalidMediaError, MediaNotFoundError, OutputError, VidscaleError
+from ..atomic import make_folder
+from ..errors import InputError, InvalidMediaError, MediaNotFoundError, VidscaleError
 from ..media import probe
 from ..media.codecs import output_suffix
 from ..progress import Progress
@@ -66,12 +67,13 @@ class BatchSummary:
     items: list[ItemResult] = field(default_factory=list)
     elapsed_seconds: float = 0.0
 
-    def _count(self, status: str) -> int:
+    def count(self, status: str) -> int:
+        """Items that ended ``status``: "done", "skipped", "failed" or "planned"."""
         return sum(item.status == status for item in self.items)
 
     @property
     def failed(self) -> int:
-        return self._count("failed")
+        return self.count("failed")
 
     @property
     def exit_code(self) -> int:
@@ -81,7 +83,7 @@ class BatchSummary:
         return self.items[0].exit_code if len(self.items) == 1 else 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"done": self._count("done"), "skipped": self._count("skipped"),
+        return {"done": self.count("done"), "skipped": self.count("skipped"),
                 "failed": self.failed, "elapsed_seconds": round(self.elapsed_seconds, 3),
                 "items": [item.to_dict() for item in self.items]}
 
@@ -176,7 +178,7 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None,
     started = time.perf_counter()
     summary = BatchSummary()
     if request.out_dir is not None:
-        _make_out_dir(request.out_dir)
+        make_folder(request.out_dir, exit_code=2)
     sources = expand_inputs(request.inputs)
     outputs = own_outputs(sources, request)
     claimed: dict[Path, Path] = {}  # output -> the input that writes it in this batch
@@ -186,7 +188,7 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None,
         say(_describe(item))
     summary.elapsed_seconds = time.perf_counter() - started
     if len(summary.items) != 1:
-        say(f"{summary._count('done')} done, {summary._count('skipped')} skipped, "
+        say(f"{summary.count('done')} done, {summary.count('skipped')} skipped, "
             f"{summary.failed} failed")
     return summary
 
@@ -220,14 +222,6 @@ def _run_item(source: Path, request: BatchRequest, progress: Progress | None,
     except VidscaleError as error:
         return ItemResult(source, "failed", output, error=str(error), exit_code=error.exit_code)
     return ItemResult(source, "planned" if request.dry_run else "done", output, result=result)
-
-
-def _make_out_dir(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror})",
-                          exit_code=2) from None
 
 
 def _describe(item: ItemResult) -> str:

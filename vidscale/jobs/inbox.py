@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,10 +161,10 @@ def _candidate_name(name: str) -> bool:
 def _stat(path: Path) -> os.stat_result | None:
     """The file's stat, or None when it vanished meanwhile (taken by another watcher, renamed)."""
     try:
-        stat = path.stat()
+        result = path.stat()
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return stat if path.is_file() else None
+    return result if stat.S_ISREG(result.st_mode) else None
 
 
 def _read_text(path: Path) -> str:
@@ -182,12 +183,12 @@ def free_name(target: Path, taken=lambda path: path.exists()) -> Path:
     return candidate
 
 
-def move(source: Path, target: Path) -> Path:
-    """Rename ``source`` to ``target`` or, if that exists, to the first free ``NAME (n)`` beside it.
+def move(source: Path, target: Path, taken=lambda path: path.exists()) -> Path:
+    """Rename ``source`` to ``target`` or, if ``taken``, to the first free ``NAME (n)`` beside it.
 
     Raises ``FileNotFoundError`` when ``source`` is gone (another watcher took it).
     """
-    target = free_name(target)
+    target = free_name(target, taken)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.rename(source, target)
     return target

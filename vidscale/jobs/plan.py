@@ -257,16 +257,18 @@ def _fusion_mode(requested: str, latent: tuple[int, int]) -> tuple[str, list[str
 
 
 def _frames_that_fit(tokens: int, settings: Settings, dtype_bytes: int, batch: int) -> int:
-    free = settings.jobs.memory_budget_gb - unet_memory_gb(0, tokens, dtype_bytes, batch)
-    per_frame = unet_memory_gb(1, tokens, dtype_bytes, batch) - unet_memory_gb(0, tokens, dtype_bytes, batch)
+    fixed = unet_memory_gb(0, tokens, dtype_bytes, batch)
+    free = settings.jobs.memory_budget_gb - fixed
+    per_frame = unet_memory_gb(1, tokens, dtype_bytes, batch) - fixed
     return max(0, int(free / per_frame))
 
 
 def _tile_size(latent: tuple[int, int], settings: Settings, dtype_bytes: int, batch: int,
                frames: int) -> tuple[int, int]:
     """The largest tile (multiple of 8, same aspect) of which ``frames`` frames fit the budget."""
-    free = settings.jobs.memory_budget_gb - unet_memory_gb(0, 1, dtype_bytes, batch)
-    per_token = unet_memory_gb(frames, 1, dtype_bytes, batch) - unet_memory_gb(0, 1, dtype_bytes, batch)
+    fixed = unet_memory_gb(0, 1, dtype_bytes, batch)
+    free = settings.jobs.memory_budget_gb - fixed
+    per_token = unet_memory_gb(frames, 1, dtype_bytes, batch) - fixed
     shrink = math.sqrt(max(free, 0.0) / per_token / (latent[0] * latent[1]))
     snap = lambda n: max(2 * UNET_MULTIPLE, int(n * shrink) // UNET_MULTIPLE * UNET_MULTIPLE)  # noqa: E731
     return min(snap(latent[0]), latent[0]), min(snap(latent[1]), latent[1])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,6 @@ class JobStore:
 
     def __init__(self, root: Path, identity: dict[str, Any]):
         self.root = Path(root)
-        self.identity = identity
         self.manifest: dict[str, Any] = {"identity": identity, "chunks": {}, "complete": False}
 
     @classmethod
@@ -96,9 +94,6 @@ class JobStore:
         self.manifest["chunks"] = {}
         self.manifest["complete"] = True
         self._save_manifest()
-
-    def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
 
     def _save_manifest(self) -> None:
         write_json(self.root / MANIFEST, self.manifest)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from contextlib import contextmanager, suppress
@@ -40,14 +39,14 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from ..atomic import write_json
-from ..errors import MediaNotFoundError, OutputError, SettingsError
+from ..atomic import make_folder, write_json
+from ..errors import Interrupted, MediaNotFoundError, SettingsError
 from ..media import probe
 from ..progress import Progress
 from ..settings import ModelSettings, Settings
 from .arrivals import ArrivalQueue
 from .batch import upscale_one
-from .inbox import FolderSettings, InboxLayout, free_name, move, owned, prune_empty
+from .inbox import FolderSettings, InboxLayout, move, owned, prune_empty
 from .journal import Journal, ReportingProgress, RunningJob, WatchStatus, now_iso
 
 Log = Callable[[str], Any]
@@ -202,16 +201,6 @@ def error_record(rel: Path, error: BaseException, sources: tuple[str, ...],
             "settings": list(sources), "output": str(output) if output else None}
 
 
-def stopped_on_request(error: BaseException) -> bool:
-    """True when a job stopped because we asked (the freescale pipeline's ``Interrupted``).
-
-    Looked up without importing the pipeline: it needs torch, which a lanczos-only watcher never
-    loads; and if it was never loaded, no job of it can have raised.
-    """
-    chunks = sys.modules.get("vidscale.pipeline.chunks")
-    return chunks is not None and isinstance(error, chunks.Interrupted)
-
-
 class Watcher:
     """One watch folder's loop: resume claimed clips, then take settled ones in arrival order."""
 
@@ -254,6 +243,8 @@ class Watcher:
         self.targets = set(self.queue.queued())
 
     def _end(self) -> None:
+        counts = self.journal.status.counts  # the status file's counts are the one tally
+        self.summary.done, self.summary.failed = counts["done"], counts["failed"]
         left = self.summary.interrupted
         if left:
             self.say(f"left in {self.layout.processing} to resume on the next start: {', '.join(left)}")
@@ -320,10 +311,8 @@ class Watcher:
         Naming it apart (``a (2).mp4``) when ``a.mp4``'s output exists keeps "an output exists"
         meaning "this claimed clip is finished" (see :meth:`_run`), and never overwrites it.
         """
-        target = free_name(self.layout.processing / rel, taken=self._name_taken)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(self.layout.inbox / rel, target)
+            target = move(self.layout.inbox / rel, self.layout.processing / rel, taken=self._name_taken)
         except FileNotFoundError:
             self.queue.forget(rel)
             return None
@@ -370,7 +359,7 @@ class Watcher:
                 return
             result = self._job(rel, path, output, folder, resumed)
         except Exception as error:  # noqa: BLE001 - one clip's error never stops the watcher
-            if stopped_on_request(error):
+            if isinstance(error, Interrupted):  # we asked it to stop: resumed on the next start
                 self.summary.interrupted.append(str(rel))
                 self._record("interrupted", rel, f"paused   {rel}: {error}", output=str(output))
             else:
@@ -380,7 +369,7 @@ class Watcher:
 
     def _job(self, rel: Path, path: Path, output: Path, folder: FolderSettings,
              resumed: bool) -> dict[str, Any]:
-        make_output_folder(output.parent)
+        make_folder(output.parent, hint="; make it writable, then move the clip back into the inbox")
         kind, verb = ("resumed", "resuming") if resumed else ("started", "starting")
         self._record(kind, rel, f"{verb} {rel} -> {output}", output=str(output),
                      settings=list(folder.sources))
@@ -414,7 +403,6 @@ class Watcher:
         detail = note or f"{frames} frames, {result.get('elapsed_seconds', 0):.1f} s"
         self._record("done", rel, f"done     {rel} -> {output} ({detail})", output=str(output),
                      source=str(target), frames=frames, note=note or None)
-        self.summary.done += 1
         self.journal.status.counts["done"] += 1
         self.journal.status.done.append({"file": str(rel), "output": str(output), "time": now_iso()})
         self.journal.save()
@@ -433,7 +421,6 @@ class Watcher:
             self.say(f"warning: cannot write the error file beside {target} ({exc})")
         self._record("failed", rel, f"failed   {rel}: {error} (now {target.relative_to(self.layout.inbox)})",
                      error=type(error).__name__, message=str(error), source=str(target))
-        self.summary.failed += 1
         self.journal.status.counts["failed"] += 1
         self.journal.status.failed.append({"file": str(rel), "error": str(error), "time": now_iso()})
         self.journal.save()
@@ -485,10 +472,3 @@ class ModelKeeper:
         return self._model, True
 
 
-def make_output_folder(folder: Path) -> None:
-    """Create the output's folder, or fail the clip saying why (read-only, a file in the way)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror}); "
-                          "make it writable, then move the clip back into the inbox") from None

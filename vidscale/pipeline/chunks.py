@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..errors import JobError
+from ..errors import Interrupted
 from ..jobs.plan import Chunk, Tile, UpscalePlan
 from ..jobs.store import JobStore
 from ..progress import Progress
@@ -104,10 +104,6 @@ def tiled(eps_fn: EpsFn, tiles: Sequence[Tile], overlap: int) -> EpsFn:
         return total / weight
 
     return run
-
-
-class Interrupted(JobError):
-    """The run was asked to stop; every finished chunk is saved and the job resumes next time."""
 
 
 @dataclass
