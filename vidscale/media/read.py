@@ -68,7 +68,6 @@ def read_frames(source: Path | str | VideoInfo, start: int = 0, end: int | None 
     """
     if chunk_frames < 1:
         raise ValueError("chunk_frames must be at least 1")
-    dtype = np.uint8 if pixel_format == "rgb24" else np.uint16
     batch: list[np.ndarray] = []
     pts: list[int] = []
     first = start
@@ -78,11 +77,11 @@ def read_frames(source: Path | str | VideoInfo, start: int = 0, end: int | None 
         pts.append(frame.pts if frame.pts is not None else 0)
         time_base = frame.time_base or time_base
         if len(batch) == chunk_frames:
-            yield FrameChunk(first, np.stack(batch).astype(dtype, copy=False), tuple(pts), time_base)
+            yield FrameChunk(first, np.stack(batch), tuple(pts), time_base)
             first += len(batch)
             batch, pts = [], []
     if batch:
-        yield FrameChunk(first, np.stack(batch).astype(dtype, copy=False), tuple(pts), time_base)
+        yield FrameChunk(first, np.stack(batch), tuple(pts), time_base)
 
 
 def to_rgb(frame: av.VideoFrame, pixel_format: PixelFormat = "rgb24") -> np.ndarray:

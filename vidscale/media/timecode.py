@@ -27,15 +27,20 @@ def _drop_count(frame_rate: Fraction) -> int:
     return {Fraction(30000, 1001): 2, Fraction(60000, 1001): 4}.get(Fraction(frame_rate), 0)
 
 
+def _is_drop_frame(timecode: str) -> bool:
+    """SMPTE writes drop-frame with ``;`` (or ``,``) before the frames."""
+    return ";" in timecode or "," in timecode
+
+
 def timecode_to_frames(timecode: str, frame_rate: Fraction) -> int:
     """Frames since 00:00:00:00 for ``HH:MM:SS:FF`` (``;`` = drop-frame)."""
     match = _TIMECODE.match(timecode.strip())
     if not match:
         raise InvalidMediaError(f"timecode {timecode!r} is not HH:MM:SS:FF")
-    hours, minutes, seconds, separator, frames = match.groups()
+    hours, minutes, seconds, _, frames = match.groups()
     fps = nominal_rate(frame_rate)
     total = ((int(hours) * 60 + int(minutes)) * 60 + int(seconds)) * fps + int(frames)
-    drop = _drop_count(frame_rate) if separator in ";," else 0
+    drop = _drop_count(frame_rate) if _is_drop_frame(timecode) else 0
     if drop:
         all_minutes = int(hours) * 60 + int(minutes)
         total -= drop * (all_minutes - all_minutes // 10)
@@ -60,6 +65,6 @@ def frames_to_timecode(count: int, frame_rate: Fraction, *, drop_frame: bool = F
 
 def shift_timecode(timecode: str, frames: int, frame_rate: Fraction) -> str:
     """The timecode ``frames`` frames later (what the first kept frame of a trim shows)."""
-    drop_frame = _drop_count(frame_rate) > 0 and (";" in timecode or "," in timecode)
+    drop_frame = _drop_count(frame_rate) > 0 and _is_drop_frame(timecode)
     start = timecode_to_frames(timecode, frame_rate)
     return frames_to_timecode(start + frames, frame_rate, drop_frame=drop_frame)

@@ -37,5 +37,5 @@ def upscale_lanczos(source: Path, output: Path, settings: Settings, *,
     count = end - start
     return UpscaleResult(
         input=Path(source), output=Path(output), engine="lanczos", width=width, height=height,
-        frames=count, frame_rate=info.frame_rate, duration=float(count / info.frame_rate),
+        frames=count, frame_rate=info.frame_rate,
         codec=settings.output.codec, elapsed_seconds=time.perf_counter() - started)

@@ -22,11 +22,15 @@ class UpscaleResult:
     height: int
     frames: int
     frame_rate: Fraction
-    duration: float  # seconds of output
     codec: str
     elapsed_seconds: float
     job_dir: Path | None = None  # freescale: the resumable job folder
     test_model: bool = False  # freescale: made with the random tiny model
+
+    @property
+    def duration(self) -> float:
+        """Seconds of output."""
+        return float(self.frames / self.frame_rate)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: paths as strings, the rate as "30000/1001"."""

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import check_target
-from ..errors import InvalidMediaError
 from ..freescale import freescale_patches, latent_frequency_mix, restrained_dilation, upsample_latent
 from ..jobs.plan import Chunk, UpscalePlan, make_plan
 from ..jobs.store import JobStore, fingerprint
@@ -39,20 +38,10 @@ from .result import UpscaleResult
 from .conditioning import prompt_eps_fn
 
 
-def frame_range(info: VideoInfo, frames: tuple[int, int | None] | None) -> tuple[int, int]:
-    """Resolve ``--frames START:END`` against the clip, with a clear error when out of range."""
-    start, end = frames or (0, None)
-    end = info.frame_count if end is None else min(end, info.frame_count)
-    if start >= end:
-        raise InvalidMediaError(f"{info.path}: frames {start}:{end} select nothing "
-                                f"(the clip has {info.frame_count} frames)")
-    return start, end
-
-
 def plan_upscale(source: Path, settings: Settings, *, frames=None) -> UpscalePlan:
     """The plan ``--dry-run`` prints: no model is loaded."""
     info = probe(source)
-    return make_plan(info.width, info.height, frame_range(info, frames), settings)
+    return make_plan(info.width, info.height, info.frame_range(frames), settings)
 
 
 def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None, overwrite=False,
@@ -67,7 +56,7 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
     model = model or load_model(settings.model)
     reset_peak_memory(model.device)
     base = (model.base_height // 8, model.base_width // 8)
-    plan = make_plan(info.width, info.height, frame_range(info, frames), settings, base_latent=base,
+    plan = make_plan(info.width, info.height, info.frame_range(frames), settings, base_latent=base,
                      dtype_bytes=torch.finfo(model.dtype).bits // 8)
     # 2. job store
     identity = {"input": fingerprint(source), "frames": plan.frame_range,
@@ -93,7 +82,7 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
     result = UpscaleResult(
         input=source, output=output, engine="freescale", width=width, height=height,
         frames=plan.frame_count, frame_rate=info.frame_rate,
-        duration=float(plan.frame_count / info.frame_rate), codec=settings.output.codec,
+        codec=settings.output.codec,
         elapsed_seconds=time.perf_counter() - started, job_dir=store.root,
         test_model=model.is_test_model)
     store.complete({"result": result.to_dict(), "settings": settings.to_dict(), "plan": plan.to_dict(),
