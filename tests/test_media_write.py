@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -107,6 +108,15 @@ def test_written_rgb_reads_back(tmp_path, codec, dtype):
     back = np.concatenate([c.frames for c in read_frames(path, pixel_format="rgb48le")])
     assert [frame_index(f) for f in back] == list(range(6))
     assert np.abs(back / 257.0 - frames / (257.0 if dtype == np.uint16 else 1)).mean() < 3.0
+
+
+def test_an_output_gets_the_usual_permissions_not_the_temporary_files(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = _write(tmp_path / "out.mov", "prores-hq", _frames(2))
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # 0o666 minus the umask, as any file the user writes
 
 
 def test_an_error_inside_the_block_leaves_nothing(tmp_path):

@@ -7,6 +7,7 @@ independently of vidscale's key map), so a wrong rename shows up as missing/unex
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import pytest
@@ -214,3 +215,12 @@ def test_a_vocabulary_that_does_not_fit_the_text_encoder_is_refused(tmp_path, ti
         handle.write("#version: test\nt h\n")  # one merge: 515 ids, the tiny text encoder has 514
     with pytest.raises(CheckpointError, match="515 token ids, the text encoder has 514"):
         load_videocrafter2(tiny_ckpt, vocab=wrong)
+
+
+def test_the_model_folder_gets_the_usual_permissions(tmp_path, tiny_ckpt, vocab):
+    umask = os.umask(0o022)
+    try:
+        convert_checkpoint(tiny_ckpt, tmp_path / "vc2", vocab=vocab, log=lambda _m: None)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "vc2").stat().st_mode & 0o777 == 0o755  # not a temporary folder's 0o700

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,12 +18,19 @@ from .errors import OutputError
 
 
 def temp_name(final: Path) -> Path:
-    """A fresh, unused temporary path beside ``final`` that keeps its suffix (muxers read it)."""
+    """A fresh, unused temporary path beside ``final`` that keeps its suffix (muxers read it).
+
+    Created with mode 0o666 filtered by the umask, like any file the user writes (``mkstemp``'s
+    0o600 would follow the rename and lock colleagues on shared storage out of the output).
+    """
     final = Path(final)
-    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".partial{final.suffix}",
-                                dir=final.parent)
-    os.close(fd)
-    return Path(name)
+    while True:
+        candidate = final.with_name(f".{final.stem}.{secrets.token_hex(4)}.partial{final.suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
 
 
 def check_target(final: Path, *, overwrite: bool) -> None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -47,7 +47,8 @@ def save_folder(dest: Path, configs: Mapping[str, dict], states: Mapping[str, Ma
         raise OutputError(f"{dest}: already exists; remove it or choose another folder", exit_code=2)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+        partial = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.partial")
+        partial.mkdir()  # the umask's usual mode (mkdtemp's 0o700 would follow the rename)
     except OSError as exc:
         raise OutputError(f"{dest.parent}: cannot write the model folder there ({exc.strerror})", exit_code=2) from None
     try:
