@@ -8,12 +8,12 @@ offsets, dropped or duplicated frames and wrong stitching would all show up as a
 import pytest
 import torch
 
-from vidscale.jobs.plan import make_plan
-from vidscale.jobs.store import JobStore
+from vidscale.work.plan import make_plan
+from vidscale.work.store import JobStore
 from vidscale.model.schedule import VC2Schedule
 from vidscale.pipeline.chunks import Anchor, ChunkInputs, Interrupted, denoise_chunks, frame_noise, tiled
 from vidscale.pipeline.refine import Denoiser
-from vidscale.jobs.plan import plan_tiles
+from vidscale.work.plan import plan_tiles
 from vidscale.progress import Progress
 from vidscale.settings import Settings
 

@@ -83,7 +83,7 @@ def test_the_plan_for_large_sizes_is_exact_and_says_how_it_fits(make_clip):
     clip = make_clip(width=64, height=48, frames=2)
     plan = plan_upscale(clip, tiny_settings())
     assert plan.geometry.output_size == (128, 96)
-    from vidscale.jobs.plan import make_plan
+    from vidscale.work.plan import make_plan
     for width, height in ((1280, 720), (854, 480), (319, 241)):
         big = make_plan(width, height, (0, 240), Settings().replace({"jobs.memory_budget_gb": 24.0}))
         assert big.geometry.output_size == (2 * width, 2 * height)

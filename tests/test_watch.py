@@ -21,7 +21,7 @@ import pytest
 from conftest import frame_index
 
 from vidscale.jobs.arrivals import ArrivalQueue
-from vidscale.jobs.plan import make_plan
+from vidscale.work.plan import make_plan
 from vidscale.settings import load_settings
 from watch_helpers import (FREESCALE_TINY, LANCZOS, decoded, drop, events, files, job_progress,
                            run_vidscale, start_watch, status, wait_for)

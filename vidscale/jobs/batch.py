@@ -23,7 +23,7 @@ from ..media import probe
 from ..media.codecs import output_suffix
 from ..progress import Progress
 from ..settings import Settings
-from .plan import describe_plan
+from ..work.plan import describe_plan
 
 Log = Callable[[str], Any]
 

@@ -17,8 +17,8 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import Interrupted
-from ..jobs.plan import Chunk, Tile, UpscalePlan
-from ..jobs.store import JobStore
+from ..work.plan import Chunk, Tile, UpscalePlan
+from ..work.store import JobStore
 from ..progress import Progress
 from ..settings import Settings
 from .denoise import EpsFn

@@ -2,7 +2,7 @@
 
 Steps (numbered as in the code below):
 
-1. probe the clip and plan geometry, chunks, tiles and cost (:mod:`vidscale.jobs.plan`);
+1. probe the clip and plan geometry, chunks, tiles and cost (:mod:`vidscale.work.plan`);
 2. open the job store (resume after the last finished chunk);
 3. per chunk: read frames, pad to the model grid, VAE-encode, upsample in latent space (optionally
    mixed with the RGB upsample's high frequencies), re-noise and denoise at the target size with
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from ..atomic import check_target
 from ..freescale import freescale_patches, latent_frequency_mix, restrained_dilation, upsample_latent
-from ..jobs.plan import Chunk, UpscalePlan, make_plan
-from ..jobs.store import JobStore, fingerprint
+from ..work.plan import Chunk, UpscalePlan, make_plan
+from ..work.store import JobStore, fingerprint
 from ..media import VideoInfo, VideoWriter, probe, read_frames
 from ..model import VideoCrafter2
 from ..progress import Progress

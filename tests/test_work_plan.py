@@ -2,7 +2,7 @@
 
 import pytest
 
-from vidscale.jobs.plan import (MAX_GLOBAL_TOKENS, geometry_for, make_plan, plan_chunks, plan_tiles,
+from vidscale.work.plan import (MAX_GLOBAL_TOKENS, geometry_for, make_plan, plan_chunks, plan_tiles,
                                 unet_tflops, window_count)
 from vidscale.settings import Settings
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vidscale.errors import JobError
-from vidscale.jobs.store import JobStore
+from vidscale.work.store import JobStore
 
 
 def test_saved_chunks_survive_a_reopen(tmp_path):
