@@ -43,6 +43,7 @@ from .html import document
 from .review import review_path
 
 REFRESH_SECONDS = 2
+POLL_SECONDS = 0.1  # how often the server checks for shutdown: the watcher's exit waits this long
 OUT_PREFIX = "/out/"
 
 Log = Callable[[str], Any]
@@ -56,7 +57,8 @@ def serve_status(status_file: Path, out_dir: Path, *, host: str = "127.0.0.1", p
     The server runs in a daemon thread and is always shut down on the way out.
     """
     server = StatusServer(Path(status_file), Path(out_dir), host, port)
-    thread = threading.Thread(target=server.serve_forever, name="vidscale-status", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(POLL_SECONDS,), name="vidscale-status",
+                              daemon=True)
     thread.start()
     if say:
         say(f"status page at {server.url}")
