@@ -304,7 +304,7 @@ def running_html(running: dict[str, Any] | None) -> str:
     for label, key in (("chunk", "chunk"), ("step", "step")):
         if running.get(key):
             done, total = running[key]
-            rows.append((label, f"{done} of {total}"))
+            rows.append((label, f"{done} of {total} done"))
     if fraction is not None:
         rows.append(("done", f"{100 * fraction:.0f}% {bar}"))
     if running.get("eta_seconds") is not None:
