@@ -226,7 +226,7 @@ def fetch_json(url: str) -> dict:
 
 
 def test_status_page_follows_a_running_watch_job_and_links_its_review(tmp_path, make_clip):
-    preset = tmp_path / "tiny.toml"  # 8 frames in chunks of 4 sharing 2: 3 chunks of 2 steps
+    preset = tmp_path / "tiny.toml"  # 6 frames in chunks of 4 sharing 2: 2 chunks of 2 steps
     preset.write_text(FREESCALE_TINY.replace('codec = "prores-lt"', 'codec = "prores-lt"\nreview = true')
                       .replace("steps = 4", "steps = 2"))
     inbox = tmp_path / "inbox"
@@ -236,21 +236,21 @@ def test_status_page_follows_a_running_watch_job_and_links_its_review(tmp_path, 
     try:
         url = wait_for(lambda: re.search(r"status page at (http://127\.0\.0\.1:\d+/)", watch.output()),
                        30, watch, "the status page's address").group(1)
-        drop(make_clip(frames=8), inbox / "a.mp4")
+        drop(make_clip(frames=6), inbox / "a.mp4")
         running = wait_for(lambda: (fetch_json(url).get("running") or {}).get("chunk"), 60, watch,
                            "a running job in status.json")
         view = fetch_json(url)
         if view["running"]:  # the job may have finished between the two requests
             assert view["running"]["file"] == "a.mp4" and view["running"]["stage"] in ("denoise", "decode")
-            assert running[1] == 3
+            assert running[1] == 2
             with urllib.request.urlopen(url, timeout=10) as response:
                 assert "a.mp4" in response.read().decode()
         done = wait_for(lambda: fetch_json(url)["done"], 120, watch, "the finished clip")
         assert done[0]["file"] == "a.mp4" and done[0]["review_url"] == "/out/a_2x_review.html"
         with urllib.request.urlopen(url + "out/a_2x_review.html", timeout=10) as response:
             page = response.read().decode()
-        assert "3 &rarr; 4" in page and "5 &rarr; 6" in page  # the chunk boundaries 4 and 6
-        assert len(embedded_images(page)) == 2 * len(sample_frames(8))
+        assert "3 &rarr; 4" in page  # the one chunk boundary: chunk 2 owns frames 4 and 5
+        assert len(embedded_images(page)) == 2 * len(sample_frames(6))
     finally:
         code = watch.stop()
     assert code == 0, watch.output()

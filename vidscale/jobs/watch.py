@@ -92,13 +92,13 @@ def watch_folder(request: WatchRequest, *, progress: Progress | None = None, log
     stop = stop or threading.Event()
     wake = threading.Event()
     events = WakeOnChange(layout, wake)
-    with stop_on_signals(stop, wake), status_page(request, layout, say), \
+    with stop_on_signals(stop, wake), serving_status(request, layout, say), \
             file_events(layout.inbox, events, poll=request.poll, say=say) as how:
         watcher = Watcher(request, layout, progress or Progress(enabled=False), say, stop, wake, events)
         return watcher.run(how)
 
 
-def status_page(request: WatchRequest, layout: InboxLayout, say: Log) -> AbstractContextManager:
+def serving_status(request: WatchRequest, layout: InboxLayout, say: Log) -> AbstractContextManager:
     """With ``status_port``, the status page served while inside (:mod:`vidscale.pages.status`)."""
     if request.status_port is None:
         return nullcontext()
