@@ -218,15 +218,19 @@ right of it the result; both decoded from the files, embedded as JPEG 4:4:4.</p>
 
 def render_sample(review: Review, sample: Sample) -> str:
     seconds = float(sample.frame / review.output.frame_rate)
-    height, width = sample.result.shape[:2]
-    alt = f"frame {sample.frame}"
     return f"""<figure>
 <div class="viewport"><div class="frame">
-<img class="source" width="{width}" height="{height}" alt="source, {alt}" src="{data_uri(jpeg(sample.source), 'image/jpeg')}">
-<img class="result" width="{width}" height="{height}" alt="result, {alt}" src="{data_uri(jpeg(sample.result), 'image/jpeg')}">
+{image("source", sample.source, sample.frame)}
+{image("result", sample.result, sample.frame)}
 <div class="divider"></div></div></div>
 <figcaption>Output frame {sample.frame} (source frame {review.first + sample.frame}, {seconds:.2f} s)
 </figcaption></figure>"""
+
+
+def image(kind: str, rgb: np.ndarray, frame: int) -> str:
+    height, width = rgb.shape[:2]
+    return (f'<img class="{kind}" width="{width}" height="{height}" alt="{kind}, frame {frame}" '
+            f'src="{data_uri(jpeg(rgb), "image/jpeg")}">')
 
 
 def render_seams(review: Review) -> str:

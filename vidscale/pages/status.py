@@ -71,9 +71,7 @@ def serve_status(status_file: Path, out_dir: Path, *, host: str = "127.0.0.1", p
 
 
 class StatusServer(ThreadingHTTPServer):
-    """The server; it knows where ``status.json`` and the output folder are."""
-
-    daemon_threads = True
+    """The server (a thread per request); it knows where ``status.json`` and the output folder are."""
 
     def __init__(self, status_file: Path, out_dir: Path, host: str, port: int):
         self.status_file, self.out_dir = status_file, out_dir
@@ -288,7 +286,8 @@ def status_page(view: dict[str, Any]) -> str:
 <h2>Failed (most recent first)</h2>
 {failed_html(view.get("failed") or [])}
 </main>
-<p class="muted">Refreshes every {REFRESH_SECONDS} s. Machine-readable: <a href="/status.json">status.json</a>.</p>"""
+<p class="muted">Refreshes every {REFRESH_SECONDS} s.
+Machine-readable: <a href="/status.json">status.json</a>.</p>"""
     return document("vidscale watch", body, style=STYLE, script=SCRIPT)
 
 
