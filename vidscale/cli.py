@@ -129,13 +129,15 @@ def main() -> None:
 @click.option("--frames", "frame_range", type=FrameRange(), help="Only frames START:END (end exclusive).")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (chunks, windows, memory) and stop.")
+@click.option("--review", is_flag=True,
+              help="Also write NAME_review.html beside each output: source vs result, plan, seams.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str | None,
             scale: str | None, codec: str | None, engine: str | None, prompt: str | None,
             model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
             frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool,
-            as_json: bool, quiet: bool) -> None:
+            review: bool, as_json: bool, quiet: bool) -> None:
     """Make clips 2x (or 4x) larger. INPUTS are video files or folders of them."""
     from .jobs.batch import BatchRequest, run_batch
 
@@ -144,7 +146,7 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
     settings = _settings(preset, {
         "upscale.scale": int(scale) if scale else None, "output.codec": codec, "upscale.engine": engine,
         "sampling.prompt": prompt, "model.path": model_path, "model.device": device,
-        "model.dtype": dtype, "sampling.seed": seed,
+        "model.dtype": dtype, "sampling.seed": seed, "output.review": review or None,
     })
     request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
                            frames=frame_range, overwrite=overwrite, dry_run=dry_run)
@@ -196,9 +198,13 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
 @click.option("--settle", type=click.FloatRange(0), default=5.0, show_default=True,
               help="Seconds a file's size and mtime must stay unchanged before it is taken.")
 @click.option("--poll", is_flag=True, help="Poll instead of file events (network shares).")
+@click.option("--status-port", type=click.IntRange(0, 65535),
+              help="Serve a read-only status page on this port (0: any free port).")
+@click.option("--status-host", default="127.0.0.1", show_default=True,
+              help="Address the status page listens on (0.0.0.0: every network).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def watch(inbox: Path, out_dir: Path | None, preset: str | None, once: bool, settle: float,
-          poll: bool, quiet: bool) -> None:
+          poll: bool, status_port: int | None, status_host: str, quiet: bool) -> None:
     """Upscale every clip dropped into INBOX; a restart resumes where it stopped."""
     import logging
 
@@ -209,7 +215,8 @@ def watch(inbox: Path, out_dir: Path | None, preset: str | None, once: bool, set
     logging.getLogger("watchdog").addHandler(logging.NullHandler())
     settings = _settings(preset, {})
     request = WatchRequest(inbox=inbox, out_dir=out_dir, settings=settings, preset=preset,
-                           once=once, settle_seconds=settle, poll=poll)
+                           once=once, settle_seconds=settle, poll=poll,
+                           status_port=status_port, status_host=status_host)
     watch_folder(request, progress=Progress(enabled=not quiet), log=click.echo)
 
 

@@ -49,6 +49,7 @@ class OutputSettings:
     crf: int = field(default=18, metadata=_range(0, 51))  # H.264/H.265 only: 17-19 masters, 23 web
     x264_preset: X264Preset = "medium"  # H.264/H.265 only
     audio: Literal["copy", "none"] = "copy"  # copy packets when the container allows, else AAC
+    review: bool = False  # also write NAME_review.html beside the output (source vs result, seams)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from ..atomic import make_folder
 from ..errors import InputError, InvalidMediaError, MediaNotFoundError, VidscaleError
 from ..media import probe
 from ..media.codecs import output_suffix
+from ..pages import write_review
 from ..progress import Progress
 from ..settings import Settings
 from ..work.plan import describe_plan
@@ -161,14 +162,18 @@ def upscale_one(source: Path, output: Path, settings: Settings, *, frames=None, 
             return {"engine": "lanczos", "input": str(source), "output": str(output),
                     "frames": info.frame_count, "width": info.width * settings.upscale.scale,
                     "height": info.height * settings.upscale.scale}
-        return upscale_lanczos(source, output, settings, frames=frames, overwrite=overwrite,
-                               progress=progress).to_dict()
-    from ..pipeline.upscale import plan_upscale, upscale_clip
+        result = upscale_lanczos(source, output, settings, frames=frames, overwrite=overwrite,
+                                 progress=progress).to_dict()
+    else:
+        from ..pipeline.upscale import plan_upscale, upscale_clip
 
-    if dry_run:
-        return plan_upscale(source, settings, frames=frames).to_dict()
-    return upscale_clip(source, output, settings, frames=frames, overwrite=overwrite,
-                        progress=progress, should_stop=should_stop, model=model).to_dict()
+        if dry_run:
+            return plan_upscale(source, settings, frames=frames).to_dict()
+        result = upscale_clip(source, output, settings, frames=frames, overwrite=overwrite,
+                              progress=progress, should_stop=should_stop, model=model).to_dict()
+    if settings.output.review:
+        result["review"] = str(write_review(source, output, settings, result, frames=frames))
+    return result
 
 
 def run_batch(request: BatchRequest, *, progress: Progress | None = None,

@@ -30,7 +30,7 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -42,6 +42,7 @@ from watchdog.observers.polling import PollingObserver
 from ..atomic import make_folder, write_json
 from ..errors import Interrupted, MediaNotFoundError, SettingsError
 from ..media import probe
+from ..pages import serve_status
 from ..progress import Progress
 from ..settings import ModelSettings, Settings
 from .arrivals import ArrivalQueue
@@ -66,6 +67,8 @@ class WatchRequest:
     once: bool = False  # process what is there now (waiting for it to settle), then return
     settle_seconds: float = 5.0  # size and mtime unchanged this long = the copy is complete
     poll: bool = False  # poll instead of native file events (network shares)
+    status_port: int | None = None  # serve the read-only status page on this port (0: any free)
+    status_host: str = "127.0.0.1"  # where it listens: loopback unless asked otherwise
 
 
 @dataclass
@@ -89,10 +92,18 @@ def watch_folder(request: WatchRequest, *, progress: Progress | None = None, log
     stop = stop or threading.Event()
     wake = threading.Event()
     events = WakeOnChange(layout, wake)
-    with stop_on_signals(stop, wake), file_events(layout.inbox, events, poll=request.poll,
-                                                  say=say) as how:
+    with stop_on_signals(stop, wake), serving_status(request, layout, say), \
+            file_events(layout.inbox, events, poll=request.poll, say=say) as how:
         watcher = Watcher(request, layout, progress or Progress(enabled=False), say, stop, wake, events)
         return watcher.run(how)
+
+
+def serving_status(request: WatchRequest, layout: InboxLayout, say: Log) -> AbstractContextManager:
+    """With ``status_port``, the status page served while inside (:mod:`vidscale.pages.status`)."""
+    if request.status_port is None:
+        return nullcontext()
+    return serve_status(layout.status_file, layout.out_dir, host=request.status_host,
+                        port=request.status_port, say=say)
 
 
 class WakeOnChange(FileSystemEventHandler):
