@@ -20,8 +20,9 @@ Choices (the lead's README notes repeat them):
   transcoded, as the container's rule for its codec says
   (:meth:`~vidscale.media.codecs.ContainerSpec.audio_rule`). Codecs are matched by FFmpeg's
   codec descriptor name (``mp3``), never by the name of the decoder that happens to read them
-  (``mp3float``). Audio is interleaved with the video as frames arrive. A whole clip keeps every packet; a range keeps the packets that start inside
-  it (packet-accurate, as trimming without a re-encode is).
+  (``mp3float``). Audio is interleaved with the video as frames arrive. A whole clip keeps
+  every packet; a range keeps the packets that start inside it (packet-accurate, as trimming
+  without a re-encode is).
 * Safety. The file is written under a temporary name beside the output
   (:func:`vidscale.atomic.atomic_path`) and renamed on a clean exit; an error removes it. A
   failed write (full disk, I/O error) is an :class:`~vidscale.errors.OutputError`.
