@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vidscale.freescale import (
     fusion_kernel_size,
@@ -10,6 +11,7 @@ from vidscale.freescale import (
     high_pass,
     latent_frequency_mix,
     low_pass,
+    released_blur,
     structure_guidance,
 )
 
@@ -46,6 +48,25 @@ def test_blur_is_per_channel_and_on_the_chosen_axes():
     y[..., 0] += 10  # one channel changed: the others must not see it
     other_channels = gaussian_blur(y, 3, 1.0, dims=(1, 2))[..., 1:]
     assert torch.equal(other_channels, gaussian_blur(x, 3, 1.0, dims=(1, 2))[..., 1:])
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_released_blur_is_a_zero_padded_3d_gaussian_over_height_width_and_channels(kernel):
+    """Against conv3d with the kernel written out: outer product of sigma-1 taps, zero padding."""
+    x = randn(2, 6, 7, 9, seed=3)  # (B, h, w, C)
+    taps = torch.exp(-(torch.arange(kernel) - (kernel - 1) / 2) ** 2 / 2)
+    taps = taps / taps.sum()
+    cube = taps[:, None, None] * taps[None, :, None] * taps[None, None, :]
+    expected = F.conv3d(x[:, None], cube[None, None], padding=kernel // 2)[:, 0]
+    torch.testing.assert_close(released_blur(x, kernel, 1.0), expected, atol=1e-6, rtol=0)
+
+
+def test_only_the_released_blur_mixes_channels():
+    x = torch.zeros(1, 5, 5, 6)
+    x[..., 2] = 1.0  # one channel lit, constant over the map
+    assert torch.equal(gaussian_blur(x, 3, 1.0, dims=(1, 2)), x)
+    mixed = released_blur(x, 3, 1.0)
+    assert mixed[0, 2, 2, 1] > 0.1 and mixed[0, 2, 2, 3] > 0.1 and mixed[0, 2, 2, 0] == 0
 
 
 def test_low_pass_is_a_projection_that_removes_high_frequencies():

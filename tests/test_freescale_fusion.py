@@ -210,3 +210,52 @@ def test_scale_fusion_at_base_size_changes_nothing():
         plain = unet(sample, 500, text).sample
         with scale_fusion(unet, base_size=(8, 12), target_size=(8, 12), mode="reference"):
             assert torch.equal(unet(sample, 500, text).sample, plain)
+
+
+def blur3d(tokens, grid):
+    """Independent 3x3x3 Gaussian (sigma 1, zero padding) of (B, h * w, C) over (h, w, C)."""
+    b, n, c = tokens.shape
+    g = torch.exp(-torch.tensor([1.0, 0.0, 1.0]) / 2)
+    g = g / g.sum()
+    cube = g[:, None, None] * g[None, :, None] * g[None, None, :]
+    return F.conv3d(tokens.view(b, 1, *grid, c), cube[None, None], padding=1).view(b, n, c)
+
+
+def test_released_blur_fuses_after_the_output_projection():
+    """With a channel blur G, G(to_out(x)) != to_out(G(x)): the processor fuses projected outputs."""
+    attn = tiny_attention(channels=8, heads=HEADS)
+    x = randn(3, 8 * 12, 8, seed=5)
+    config = ScaleFusionConfig((4, 6), (8, 12), "fast", blur="released")
+    processor = ScaleFusionProcessor(AttnProcessor2_0(), config, PlanCache(config.layer_windows))
+    with torch.no_grad():
+        q, k, v = attn.to_q(x), attn.to_k(x), attn.to_v(x)
+        local = windowed_attention(q, k, v, HEADS, neighborhood_plan((8, 12), (4, 6)))
+        global_ = naive_attention(q, k, v)
+        project = attn.to_out[0]
+        after = blur3d(project(local), (8, 12)) + project(global_) - blur3d(project(global_), (8, 12))
+        before = project(blur3d(local, (8, 12)) + global_ - blur3d(global_, (8, 12)))
+        got = processor(attn, x)
+    torch.testing.assert_close(got, after, atol=1e-5, rtol=0)
+    assert (got - before).abs().max() > 1e-3
+
+
+def test_released_blur_runs_on_the_tiny_unet_and_restores_it():
+    from vidscale.freescale import freescale_patches
+    from vidscale.settings import FreeScaleSettings
+    unet = tiny_unet()
+    before = dict(unet.attn_processors)
+    sample, text = unet_inputs(2, (16, 16))
+    released = FreeScaleSettings(blur="released", temporal_window=0)
+    with torch.no_grad():
+        plain = unet(sample, 500, text).sample
+        with freescale_patches(unet, released, base_size=(8, 8), target_size=(16, 16), scale=2):
+            assert {p.config.blur for k, p in unet.attn_processors.items() if k in SPATIAL_ATTN1} == {"released"}
+            fused_released = unet(sample, 500, text).sample
+        with freescale_patches(unet, FreeScaleSettings(temporal_window=0), base_size=(8, 8),
+                               target_size=(16, 16), scale=2):
+            fused_spatial = unet(sample, 500, text).sample
+        assert torch.isfinite(fused_released).all()
+        assert not torch.allclose(fused_released, fused_spatial, atol=1e-5)
+        after = dict(unet.attn_processors)
+        assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+        assert torch.equal(unet(sample, 500, text).sample, plain)

@@ -147,7 +147,7 @@ class NotATensor:
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_bytes(b""), "cannot be read as a PyTorch checkpoint"),
+    (lambda p: p.write_bytes(b""), "not a PyTorch checkpoint .neither a zip archive nor a pickle: empty"),
     (lambda p: p.write_bytes(pickle.dumps({"x": NotATensor()}, protocol=2)), "--trust-pickle"),
     (lambda p: torch.save({"state_dict": {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(1)}}, p),
      "image model"),
@@ -164,8 +164,58 @@ def test_bad_checkpoints_name_the_problem(tmp_path, make, message):
 def test_a_truncated_checkpoint_is_reported_as_incomplete(tmp_path, tiny_ckpt):
     data = tiny_ckpt.read_bytes()
     (tmp_path / "model.ckpt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="is the download complete"):
+    with pytest.raises(CheckpointError, match="is the download complete") as caught:
         read_checkpoint(tmp_path / "model.ckpt")
+    assert "--trust-pickle" not in str(caught.value)
+
+
+def _zip_without_data_pkl(path):
+    import zipfile
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes/readme.txt", "not a checkpoint")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(os.urandom(4096)), "neither a zip archive nor a pickle: 4,096 bytes"),
+    (lambda p: p.write_text("<!DOCTYPE html><html>Sign in to continue</html>"), "starting b'<!DOCTYPE ht'"),
+    (lambda p: p.write_bytes(b""), "neither a zip archive nor a pickle: empty"),
+    (_zip_without_data_pkl, "a zip archive without data.pkl"),
+])
+def test_a_file_that_is_not_a_checkpoint_never_suggests_unpickling(tmp_path, make, message):
+    path = tmp_path / "model.ckpt"
+    make(path)
+    with pytest.raises(CheckpointError, match=message) as caught:
+        read_checkpoint(path)
+    text = str(caught.value)
+    assert "not a PyTorch checkpoint" in text and "is it the right file" in text
+    assert "huggingface.co/VideoCrafter/VideoCrafter2" in text and "--trust-pickle" not in text
+
+
+def test_only_a_real_pickle_the_safe_loader_refuses_suggests_trusting_it(tmp_path):
+    legacy = tmp_path / "legacy.ckpt"  # torch's pre-zip format: a pickle stream with a magic number
+    torch.save({"state_dict": {"x": NotATensor()}}, legacy, _use_new_zipfile_serialization=False)
+    current = tmp_path / "current.ckpt"
+    torch.save({"state_dict": {"x": NotATensor()}}, current)
+    for path in (legacy, current):
+        with pytest.raises(CheckpointError, match="the safe loader refused it.*--trust-pickle"):
+            read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no model.diffusion_model"):
+        read_checkpoint(legacy, trust_pickle=True)
+
+
+def test_a_safetensors_file_is_read_without_unpickling(tmp_path):
+    from safetensors.torch import save_file
+    state = original_checkpoint(TINY_UNET, TINY_VAE, TINY_TEXT, seed=2, container="flat")
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors")
+    loaded = read_checkpoint(tmp_path / "model.safetensors")
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_the_missing_weights_message_gives_the_convert_line_the_real_file_needs(tmp_path):
+    from vidscale.model.loading import resolve_model_path
+    with pytest.raises(ModelNotFoundError) as caught:
+        resolve_model_path(tmp_path / "nowhere")
+    assert "`vidscale model convert --trust-pickle model.ckpt " in str(caught.value)
 
 
 def test_trusting_a_pickle_still_checks_what_it_holds(tmp_path):

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from vidscale.model.schedule import VC2Schedule
@@ -46,3 +47,35 @@ def test_an_oracle_lands_on_the_clean_latent():
     x = torch.randn(clean.shape, generator=generator)
     result = _run(schedule, x, lambda x, t: schedule.eps_from_x0(x, clean, t))
     assert (result - clean).abs().mean() < 0.03
+
+
+def _sample(eta, seed, steps=10):
+    from vidscale.pipeline.denoise import denoise
+    schedule = VC2Schedule()
+    x = torch.randn(1, 4, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    eps_fn = lambda x, t: torch.sin(x * 0.5 + t / 1000)  # noqa: E731 - any fixed function of (x, t)
+    return denoise(eps_fn, schedule, x, schedule.timesteps(steps), num_steps=steps, eta=eta,
+                   generator=torch.Generator().manual_seed(seed))
+
+
+def test_eta_one_draws_its_noise_from_the_jobs_generator_only():
+    torch.manual_seed(1)
+    first = _sample(1.0, seed=5)
+    torch.manual_seed(2)  # the global RNG must not matter
+    assert torch.equal(_sample(1.0, seed=5), first)
+    assert not torch.allclose(_sample(1.0, seed=6), first, atol=1e-3)
+    assert not torch.allclose(_sample(0.0, seed=5), first, atol=1e-3)
+    assert torch.equal(_sample(0.0, seed=5), _sample(0.0, seed=6))  # eta 0 draws nothing
+
+
+def test_eta_above_zero_without_a_generator_is_refused():
+    schedule = VC2Schedule()
+    x = torch.zeros(1, 4, 1, 2, 2)
+    with pytest.raises(ValueError, match="generator"):
+        schedule.step(torch.zeros_like(x), 981, x, num_steps=50, eta=1.0)
+
+
+def test_t2v_presets_follow_videocrafter2s_eta_and_upscale_presets_stay_deterministic():
+    from vidscale.settings import load_settings
+    assert [load_settings(n).sampling.eta for n in ("t2v-640p", "t2v-1280p")] == [1.0, 1.0]
+    assert [load_settings(n).sampling.eta for n in ("prores-hq-2x", "h264-web-2x")] == [0.0, 0.0]

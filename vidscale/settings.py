@@ -95,6 +95,7 @@ class FreeScaleSettings:
     dilate_levels: tuple[int, ...] = (3,)  # down levels dilated (VC2 has 0..3); mid always
     fusion: Literal["off", "reference", "fast", "npa-only"] = "fast"
     sigma: float = field(default=1.0, metadata=_range(0.01, 10.0))  # Gaussian blur of fusion
+    blur: Literal["spatial", "released"] = "spatial"  # over (h, w) as the paper; authors' 3-D (h, w, C)
     temporal_window: int = field(default=16, metadata=_range(0, 64))  # frames; 0 = off (not 1)
     temporal_stride: int = field(default=4, metadata=_range(1, 64))  # <= temporal_window
     frequency_mixing: bool = False  # ScaleDiff LFM: needs RGB upsampling through the VAE

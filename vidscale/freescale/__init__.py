@@ -16,8 +16,8 @@ Every patch is a context manager whose exit restores the model exactly.
 Choices the method leaves open, each argued where it is made:
 - dilated levels for VC2 (deepest level + the downsampler feeding it + mid): :mod:`.dilation`;
 - window placement (last window moved back to the border, no padding, no jitter): :mod:`.windows`;
-- blur borders (replicated, exact on constants) and fusion before ``to_out``: :mod:`.blur`,
-  :mod:`.fusion`;
+- blur axes (spatial, as the paper; the released 3-D filter as an option), blur borders
+  (replicated, exact on constants) and fusion before ``to_out``: :mod:`.blur`, :mod:`.fusion`;
 - low-pass filter (DCT resampling, an exact projection): :mod:`.guidance`;
 - structure-guidance weight schedule (cosine like c(t), strongest at the restart): :mod:`.guidance`.
 """
@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import SettingsError
 from ..settings import FreeScaleSettings
-from .blur import fusion_kernel_size, gaussian_blur
+from .blur import fusion_kernel_size, gaussian_blur, released_blur
 from .cascade import (
     alpha_map,
     detail_control,
@@ -80,7 +80,7 @@ def freescale_patches(
         if settings.fusion != "off":
             stack.enter_context(scale_fusion(
                 unet, base_size=base_size, target_size=target_size, mode=settings.fusion,
-                sigma=settings.sigma, scale=scale,
+                sigma=settings.sigma, scale=scale, blur=settings.blur,
             ))
         if window:
             stack.enter_context(temporal_windows(unet, window=window, stride=stride))
@@ -104,6 +104,6 @@ __all__ = [
     "dilated_conv_names", "restrained_dilation",
     "scale_fusion", "ScaleFusionProcessor", "fuse_scales", "spatial_self_attention_names",
     "temporal_windows", "TemporalWindowProcessor", "temporal_attention_names",
-    "gaussian_blur", "fusion_kernel_size",
+    "gaussian_blur", "released_blur", "fusion_kernel_size",
     "low_pass", "high_pass", "latent_frequency_mix", "structure_guidance", "guidance_weight_schedule",
 ]

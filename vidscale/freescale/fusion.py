@@ -10,8 +10,13 @@ with G a small Gaussian blur over the layer's token grid (:mod:`vidscale.freesca
 attention alone repeats content at high resolution; local attention over windows the size of the
 training grid keeps the model's notion of object size but loses coherence across windows. Taking
 the low band from local and the high band from global keeps the best of both. The second form is
-what runs (one blur instead of two; G is linear). The fusion is applied before ``to_out``: the
-output projection is per-token affine and G is normalised, so the two commute.
+what runs (one blur instead of two; G is linear). Where G is the spatial blur (setting
+``freescale.blur = "spatial"``), the fusion is applied before ``to_out``: the output projection
+is per-token affine, G acts on every channel alike and is normalised, so the two commute and one
+projection serves both branches. The ``"released"`` blur also runs over channels, which does not
+commute with a projection that mixes them: it fuses the two branches' PROJECTED outputs (after
+``to_out``, dropout, residual and rescale, the attention module's output as the released code
+blurs it), at the cost of a second output projection.
 
 Local branch (setting ``freescale.fusion``):
 - ``reference``: FreeScale's overlapping base-size windows, stride half a window, averaged.
@@ -44,7 +49,7 @@ from .attention import (
     replaced_processors,
     windowed_attention,
 )
-from .blur import fusion_kernel_size, gaussian_blur
+from .blur import BlurMode, fusion_kernel_size, gaussian_blur, released_blur
 from .windows import WindowPlan, halved, level_of, neighborhood_plan, reference_plan
 
 FusionMode = Literal["reference", "fast", "npa-only"]
@@ -65,10 +70,13 @@ class ScaleFusionConfig:
     mode: FusionMode = "fast"
     sigma: float = 1.0  # Gaussian blur sigma
     scale: int = 2  # upscale factor of the stage: blur kernel 2 * scale - 1
+    blur: BlurMode = "spatial"  # "released": 3-D over (h, w, channels), fused after to_out
 
     def __post_init__(self) -> None:
         if self.mode not in ("reference", "fast", "npa-only"):
             raise ValueError(f"fusion mode must be reference, fast or npa-only, got {self.mode!r}")
+        if self.blur not in ("spatial", "released"):
+            raise ValueError(f"fusion blur must be spatial or released, got {self.blur!r}")
         if min(*self.base_size, *self.target_size) < 1:
             raise ValueError(f"latent sizes must be positive, got {self.base_size}, {self.target_size}")
 
@@ -84,15 +92,18 @@ class ScaleFusionConfig:
 
 
 def fuse_scales(
-    local: torch.Tensor, global_: torch.Tensor, grid: tuple[int, int], kernel_size: int, sigma: float
+    local: torch.Tensor, global_: torch.Tensor, grid: tuple[int, int], kernel_size: int, sigma: float,
+    blur: BlurMode = "spatial",
 ) -> torch.Tensor:
     """``G(local) + (global - G(global))`` for token outputs (B, h * w, C) on an (h, w) grid.
 
     Computed as ``global + G(local - global)``: with ``local == global`` it returns ``global``
-    exactly.
+    exactly. ``blur`` picks G (:mod:`.blur`): over (h, w), or the released 3-D one over (h, w, C).
     """
     b, n, c = global_.shape
     diff = (local - global_).view(b, grid[0], grid[1], c)
+    if blur == "released":
+        return global_ + released_blur(diff, kernel_size, sigma).view(b, n, c)
     return global_ + gaussian_blur(diff, kernel_size, sigma, dims=(1, 2)).view(b, n, c)
 
 
@@ -125,9 +136,14 @@ class ScaleFusionProcessor:
         grid, plan = windows
         query, key, value = project_self_attention(attn, hidden_states)
         out = windowed_attention(query, key, value, attn.heads, plan)
-        if self.config.mode != "npa-only":
-            global_ = full_attention(query, key, value, attn.heads)
-            out = fuse_scales(out, global_, grid, self.kernel_size, self.config.sigma)
+        if self.config.mode == "npa-only":
+            return finish_attention(attn, out, hidden_states)
+        global_ = full_attention(query, key, value, attn.heads)
+        config = self.config
+        if config.blur == "released":  # G mixes channels: fuse the module's outputs, after to_out
+            local_out, global_out = (finish_attention(attn, x, hidden_states) for x in (out, global_))
+            return fuse_scales(local_out, global_out, grid, self.kernel_size, config.sigma, "released")
+        out = fuse_scales(out, global_, grid, self.kernel_size, config.sigma)
         return finish_attention(attn, out, hidden_states)
 
 
@@ -145,6 +161,7 @@ def scale_fusion(
     mode: FusionMode = "fast",
     sigma: float = 1.0,
     scale: int = 2,
+    blur: BlurMode = "spatial",
 ) -> Iterator[dict[str, ScaleFusionProcessor]]:
     """Install :class:`ScaleFusionProcessor` on every spatial self-attention of ``unet``.
 
@@ -152,7 +169,7 @@ def scale_fusion(
     On exit (also on an exception) the previous processor objects are back on every layer.
     Yields the installed processors by processor key.
     """
-    config = ScaleFusionConfig(tuple(base_size), tuple(target_size), mode, sigma, scale)
+    config = ScaleFusionConfig(tuple(base_size), tuple(target_size), mode, sigma, scale, blur)
     plans = PlanCache(config.layer_windows)
     with replaced_processors(
         unet, lambda _, previous: ScaleFusionProcessor(previous, config, plans),

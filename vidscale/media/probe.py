@@ -167,7 +167,7 @@ def _probe(container: av.container.InputContainer, path: Path) -> VideoInfo:
     context = stream.codec_context
     pix_fmt = first.format.name
     return VideoInfo(
-        path=path, format=container.format.name, codec=context.name,
+        path=path, format=container.format.name, codec=context.codec.canonical_name,
         width=first.width, height=first.height,
         sample_aspect_ratio=context.sample_aspect_ratio or Fraction(1),
         rotation=int(first.rotation), frame_rate=rate, time_base=time_base, frame_count=count,
@@ -252,9 +252,15 @@ def _timecode(container: av.container.InputContainer, stream: Any) -> str | None
     return None
 
 
+def audio_codec(stream: av.audio.stream.AudioStream) -> str:
+    """FFmpeg's codec descriptor name (``mp3``, ``pcm_s24be``): what the stream IS, whichever
+    decoder reads it (FFmpeg decodes MP3 with ``mp3float``, the codec context's name)."""
+    return stream.codec_context.codec.canonical_name
+
+
 def _audio_streams(container: av.container.InputContainer) -> tuple[AudioStreamInfo, ...]:
     return tuple(
-        AudioStreamInfo(index=a.index, codec=a.codec_context.name, sample_rate=a.rate or 0,
+        AudioStreamInfo(index=a.index, codec=audio_codec(a), sample_rate=a.rate or 0,
                         channels=a.channels, layout=a.layout.name)
         for a in container.streams.audio
     )

@@ -16,10 +16,13 @@ Choices (the lead's README notes repeat them):
   editing app expects from a file it relinks to (an upright copy would change its geometry).
 * Timecode. The source's start timecode is written on the video stream (the MOV/MP4 muxer then
   writes a tmcd track), shifted by the first frame of a range.
-* Audio. Each source audio stream is copied packet for packet when the container takes its
-  codec (empty packets skipped), else transcoded to AAC; it is interleaved with the video as
-  frames arrive. A whole clip keeps every packet; a range keeps the packets that start inside
-  it (packet-accurate, as trimming without a re-encode is).
+* Audio. Each source audio stream is copied packet for packet (empty packets skipped) or
+  transcoded, as the container's rule for its codec says
+  (:meth:`~vidscale.media.codecs.ContainerSpec.audio_rule`). Codecs are matched by FFmpeg's
+  codec descriptor name (``mp3``), never by the name of the decoder that happens to read them
+  (``mp3float``). Audio is interleaved with the video as frames arrive. A whole clip keeps
+  every packet; a range keeps the packets that start inside it (packet-accurate, as trimming
+  without a re-encode is).
 * Safety. The file is written under a temporary name beside the output
   (:func:`vidscale.atomic.atomic_path`) and renamed on a clean exit; an error removes it. A
   failed write (full disk, I/O error) is an :class:`~vidscale.errors.OutputError`.
@@ -41,7 +44,7 @@ from ..errors import InvalidMediaError, OutputError, VidscaleError
 from ..settings import OutputSettings
 from .codecs import codec_spec
 from .colour import SWS_MATRIX, SWS_RANGE, ColorTags, output_tags, reading_matrix
-from .probe import VideoInfo, not_readable, open_input
+from .probe import VideoInfo, audio_codec, not_readable, open_input
 from .timecode import shift_timecode
 
 _FOREVER = Fraction(10**12)  # seconds: "no bound" for audio windows
@@ -276,14 +279,15 @@ class _AudioCopy:
         self.writer = writer
         self.reader = reader
         self.tracks: dict[int, tuple[av.stream.Stream, bool]] = {}  # index -> (out, transcode)
-        copyable = writer.container_spec.audio_copy
         for stream in reader.streams.audio:
-            if stream.codec_context.name in copyable:
+            rule = writer.container_spec.audio_rule(audio_codec(stream))
+            if rule.action == "copy":
                 out = writer._container.add_stream_from_template(stream)
             else:
-                out = writer._container.add_stream("aac", rate=stream.rate or 48000,
-                                                   layout=stream.layout.name)
-            self.tracks[stream.index] = (out, stream.codec_context.name not in copyable)
+                out = writer._container.add_stream(_encoder(rule.action, stream),
+                                                   rate=stream.rate or 48000,
+                                                   layout=_layout(stream))
+            self.tracks[stream.index] = (out, rule.action != "copy")
         self.packets = reader.demux(*reader.streams.audio)
         self.pending: av.Packet | None = None
 
@@ -308,7 +312,7 @@ class _AudioCopy:
                 self._mux(packet)
 
     def finish(self) -> None:
-        """Mux what is left inside the window and flush the AAC encoders."""
+        """Mux what is left inside the window and flush the encoders."""
         self.pump(until=_FOREVER)
         for out, transcode in self.tracks.values():
             if transcode:
@@ -344,7 +348,7 @@ class _AudioCopy:
         return None
 
     def _mux(self, packet: av.Packet) -> None:
-        """Copy the packet (timestamps moved) or decode it and re-encode to AAC."""
+        """Copy the packet (timestamps moved) or decode it and re-encode it."""
         out, transcode = self.tracks[packet.stream.index]
         shift = self._shift()
         if not transcode:
@@ -363,6 +367,22 @@ class _AudioCopy:
                 frame.pts -= round(shift / frame.time_base)
             for encoded in out.encode(frame):
                 self.writer._container.mux(encoded)
+
+
+def _encoder(action: str, stream: av.audio.stream.AudioStream) -> str:
+    """The encoder for a transcode: AAC, or PCM as deep as the decoded samples."""
+    if action == "aac":
+        return "aac"
+    return "pcm_s16le" if stream.format.bits <= 16 else "pcm_s24le"
+
+
+def _layout(stream: av.audio.stream.AudioStream) -> str:
+    """The source's channel layout, or FFmpeg's default one for its channel count ("2c" is
+    stereo) when the source leaves it unnamed ("2 channels": Matroska or WAV PCM), which
+    encoders refuse."""
+    if stream.layout.name == f"{stream.channels} channels":
+        return av.AudioLayout(f"{stream.channels}c").name
+    return stream.layout.name
 
 
 def _packet_time(packet: av.Packet) -> Fraction | None:

@@ -1,9 +1,12 @@
 """Reading VideoCrafter2's original ``model.ckpt``: containers, safe loading and layout checks.
 
-The file is a PyTorch Lightning checkpoint. ``torch.load(weights_only=True)`` only rebuilds
-tensors and plain containers, so it cannot run code hidden in a pickle; when it refuses the file
-(Lightning may store objects besides tensors), loading it anyway is the user's explicit choice
-(``--trust-pickle``), because unpickling a file can run arbitrary code.
+The file is a PyTorch Lightning checkpoint. Its structure is checked first, from its first bytes:
+a zip archive holding ``*/data.pkl`` (``torch.save``'s format), a pickle (the legacy format, or
+any pickle), or a safetensors file; anything else (an HTML error page saved as model.ckpt, a
+wrong file) is named as such, without a word about unpickling. ``torch.load(weights_only=True)``
+only rebuilds tensors and plain containers, so it cannot run code hidden in a pickle; when it
+refuses a real pickle (Lightning may store objects besides tensors), loading it anyway is the
+user's explicit choice (``--trust-pickle``), because unpickling a file can run arbitrary code.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from ..errors import CheckpointError, ModelNotFoundError
 from .keymap import TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX
@@ -21,6 +26,9 @@ from .schedule import VC2Schedule
 
 DOWNLOAD = "https://huggingface.co/VideoCrafter/VideoCrafter2/resolve/main/model.ckpt (7.4 GB)"
 DEEPSPEED_PREFIX = "_forward_module."
+# VideoCrafter2's model.ckpt holds Lightning objects besides tensors: the safe loader refuses it
+CONVERT = "vidscale model convert --trust-pickle model.ckpt"
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def read_checkpoint(path: Path, *, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -33,8 +41,41 @@ def read_checkpoint(path: Path, *, trust_pickle: bool = False) -> dict[str, torc
     return state
 
 
+def checkpoint_format(path: Path) -> str:
+    """``"zip"``, ``"pickle"`` or ``"safetensors"``, from the file's structure; a file that is none
+    of them (or a torn zip) is a :class:`CheckpointError` that does not suggest unpickling."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    size = path.stat().st_size
+    if head.startswith(_ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path}: a zip archive without its end (truncated at {size:,} bytes): "
+                                  f"is the download complete? (VideoCrafter2's model.ckpt is {DOWNLOAD})")
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("/data.pkl") for name in archive.namelist()):
+                raise _not_a_checkpoint(path, "a zip archive without data.pkl")
+        return "zip"
+    if len(head) >= 2 and head[0] == pickle.PROTO[0] and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
+        return "pickle"
+    if len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < size:
+        return "safetensors"
+    what = "empty" if not size else f"{size:,} bytes starting {head[:12]!r}"
+    raise _not_a_checkpoint(path, f"neither a zip archive nor a pickle: {what}")
+
+
+def _not_a_checkpoint(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a PyTorch checkpoint ({what}); is it the right file? "
+                           f"expected model.ckpt from {DOWNLOAD}")
+
+
 def _load(path: Path, trust_pickle: bool) -> Any:
-    is_zip = zipfile.is_zipfile(path)
+    kind = checkpoint_format(path)
+    if kind == "safetensors":
+        try:
+            return load_file(path)
+        except SafetensorError as exc:
+            raise _unreadable(path, exc) from None
+    is_zip = kind == "zip"
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as exc:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ModelNotFoundError, SettingsError
-from .checkpoint import DOWNLOAD, read_checkpoint
+from .checkpoint import CONVERT, DOWNLOAD, read_checkpoint
 from .convert import convert_original
 from .folder import COMPONENTS, is_model_folder, read_config, read_index, read_weights
 from .tokenizer import ClipTokenizer, find_vocab
@@ -34,8 +34,9 @@ def resolve_model_path(path: str | Path | None) -> str | Path:
         where = f"--model {chosen}" if path else (f"${ENV}={chosen}" if chosen else "the default folder")
         raise ModelNotFoundError(
             f"no VideoCrafter2 weights at {candidate} ({where}). Download model.ckpt from {DOWNLOAD}, then "
-            f"convert it once: `vidscale model convert model.ckpt {default_model_dir()}` (or pass --model / "
-            f"set ${ENV} to a converted folder or to model.ckpt). `--model tiny` runs a random test model.")
+            f"convert it once: `{CONVERT} {default_model_dir()}` (--trust-pickle: that file holds "
+            f"Lightning objects the safe loader refuses; use it on that download only). Or pass --model / "
+            f"set ${ENV} to a converted folder or to model.ckpt. `--model tiny` runs a random test model.")
     return candidate
 
 

@@ -56,7 +56,11 @@ class VC2Schedule:
 
     def step(self, eps: torch.Tensor, t: int, x_t: torch.Tensor, *, num_steps: int, eta: float = 0.0,
              generator: torch.Generator | None = None, z0: torch.Tensor | None = None) -> StepOutput:
-        """One DDIM step from ``t``; ``z0`` (e.g. after structure guidance) replaces the prediction."""
+        """One DDIM step from ``t``; ``z0`` (e.g. after structure guidance) replaces the prediction.
+
+        ``eta > 0`` adds fresh noise (eta 1: DDPM-like); it is drawn from ``generator``, the job's,
+        which is then required: the global RNG would make the run unrepeatable.
+        """
         if z0 is None:
             z0 = self.pred_x0(x_t, eps, t)
         else:
@@ -69,7 +73,9 @@ class VC2Schedule:
         sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
         x_prev = ab_prev.sqrt() * s_prev * z0 + (1 - ab_prev - sigma**2).sqrt() * eps
         if eta > 0:
-            noise = torch.randn(x_t.shape, generator=generator, device=generator.device if generator else None,
+            if generator is None:
+                raise ValueError("DDIM with eta > 0 draws noise at every step: pass the job's generator")
+            noise = torch.randn(x_t.shape, generator=generator, device=generator.device,
                                 dtype=x_t.dtype).to(x_t.device)
             x_prev = x_prev + sigma * noise
         return StepOutput(x_prev, z0)

@@ -136,7 +136,10 @@ def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, se
     noise = frame_noise(settings.sampling.seed, range(chunk.start, chunk.end), (channels, height, width),
                         device=data.reference.device, dtype=data.reference.dtype)
     anchor = Anchor(previous, chunk.anchored, keep)
-    latents = refine(denoiser, schedule, data.reference, noise, settings, anchor=anchor, progress=progress)
+    # DDIM's step noise (eta > 0 only), keyed by (seed, chunk) so a resumed chunk draws it again
+    steps = torch.Generator("cpu").manual_seed((settings.sampling.seed - (chunk.start + 1) * _GOLDEN) % 2**63)
+    latents = refine(denoiser, schedule, data.reference, noise, settings, anchor=anchor, generator=steps,
+                     progress=progress)
     store.save_chunk(chunk.index, {"latents": latents[:, :, chunk.anchored:], "pts": data.pts[chunk.anchored:],
                                    "trajectory": anchor.trajectory()},
                      {"frames": [chunk.start, chunk.end]})
