@@ -214,6 +214,30 @@ def watch(inbox: Path, out_dir: Path | None, preset: str | None, once: bool, set
 
 
 @main.command()
+@click.argument("edit", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The new edit (.otio, or any suffix an installed OTIO adapter writes).")
+@click.option("--handles", type=click.IntRange(0), default=12, show_default=True,
+              help="Extra frames upscaled before and after each clip (for trims in the edit).")
+@click.option("--preset", help="Shipped preset name or path of a .toml file.")
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the upscaled ranges (default: beside the new edit).")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def timeline(edit: Path, output: Path, handles: int, preset: str | None, out_dir: Path | None,
+             as_json: bool, quiet: bool) -> None:
+    """Upscale only the ranges EDIT uses (.otio, .edl, .xml, .fcpxml) and relink a copy to them."""
+    from .jobs.timeline import TimelineRequest, run_timeline
+
+    request = TimelineRequest(edit=edit, output=output, settings=_settings(preset, {}),
+                              handles=handles, out_dir=out_dir)
+    summary = run_timeline(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
+    if as_json:
+        _print_json(summary.to_dict())
+    sys.exit(summary.exit_code)
+
+
+@main.command()
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 def probe(input: Path, as_json: bool) -> None:
