@@ -125,6 +125,8 @@ def main() -> None:
 @click.option("--engine", type=click.Choice(["freescale", "lanczos"]),
               help="freescale: generated detail (GPU); lanczos: fast classic resize preview.")
 @click.option("--prompt", help="Optional text describing the clip (freescale engine).")
+@click.option("--detail-mask", type=click.Path(path_type=Path, dir_okay=False),
+              help="Matte clip or still image: more generated detail where white (freescale).")
 @_model_options
 @click.option("--frames", "frame_range", type=FrameRange(), help="Only frames START:END (end exclusive).")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
@@ -133,7 +135,7 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str | None,
             scale: str | None, codec: str | None, engine: str | None, prompt: str | None,
-            model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
+            detail_mask: Path | None, model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
             frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool,
             as_json: bool, quiet: bool) -> None:
     """Make clips 2x (or 4x) larger. INPUTS are video files or folders of them."""
@@ -145,6 +147,7 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
         "upscale.scale": int(scale) if scale else None, "output.codec": codec, "upscale.engine": engine,
         "sampling.prompt": prompt, "model.path": model_path, "model.device": device,
         "model.dtype": dtype, "sampling.seed": seed,
+        "upscale.detail_mask": str(detail_mask.resolve()) if detail_mask else None,
     })
     request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
                            frames=frame_range, overwrite=overwrite, dry_run=dry_run)

@@ -112,6 +112,7 @@ class ChunkInputs:
 
     reference: torch.Tensor
     pts: torch.Tensor
+    alpha: torch.Tensor | None = None  # per-pixel detail exponent (a --detail-mask); None: settings'
 
 
 def denoise_chunks(plan: UpscalePlan, store: JobStore, *, inputs: Callable[[Chunk], ChunkInputs],
@@ -136,7 +137,8 @@ def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, se
     noise = frame_noise(settings.sampling.seed, range(chunk.start, chunk.end), (channels, height, width),
                         device=data.reference.device, dtype=data.reference.dtype)
     anchor = Anchor(previous, chunk.anchored, keep)
-    latents = refine(denoiser, schedule, data.reference, noise, settings, anchor=anchor, progress=progress)
+    latents = refine(denoiser, schedule, data.reference, noise, settings, anchor=anchor, alpha=data.alpha,
+                     progress=progress)
     store.save_chunk(chunk.index, {"latents": latents[:, :, chunk.anchored:], "pts": data.pts[chunk.anchored:],
                                    "trajectory": anchor.trajectory()},
                      {"frames": [chunk.start, chunk.end]})
