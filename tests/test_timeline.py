@@ -180,6 +180,8 @@ def test_cli_exit_codes_and_a_missing_adapter(edit, tmp_path):
     (tmp_path / "cut.edl").write_text("TITLE: cut\n")
     result = runner.invoke(main, ["timeline", str(tmp_path / "cut.edl"), "-o", str(tmp_path / "n.otio")])
     assert result.exit_code == 2 and "pip install otio-cmx3600-adapter" in result.output
+    result = runner.invoke(main, ["timeline", str(path), "-o", str(tmp_path / "n.fcpxml")])
+    assert result.exit_code == 2 and "pip install otio-fcpx-xml-adapter" in result.output
 
 
 def test_without_opentimelineio_the_error_names_the_extra(monkeypatch):

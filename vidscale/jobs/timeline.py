@@ -117,19 +117,27 @@ def import_otio() -> Any:
     return opentimelineio
 
 
+def check_adapter(path: Path) -> None:
+    """Fail (exit 2) when no installed OTIO adapter reads or writes ``path``'s suffix, naming the
+    plugin package that would."""
+    otio = import_otio()
+    try:
+        otio.adapters.from_filepath(str(path))
+    except otio.exceptions.NoKnownAdapterForExtensionError:
+        suffix = path.suffix.lstrip(".").lower()
+        package = ADAPTER_PACKAGES.get(suffix)
+        fix = f"pip install {package}" if package else "use .otio, .edl, .xml (FCP 7) or .fcpxml"
+        raise InputError(f"{path}: OpenTimelineIO has no adapter for .{suffix} files ({fix})") from None
+
+
 def read_edit(path: Path) -> Any:
     """The edit as an OTIO timeline; EDL / FCP XML / FCPXML need OTIO's adapter plugins."""
     otio = import_otio()
     if not path.is_file():
         raise MediaNotFoundError(f"{path}: no such edit file")
+    check_adapter(path)
     try:
         edit = otio.adapters.read_from_file(str(path))
-    except otio.exceptions.NoKnownAdapterForExtensionError:
-        suffix = path.suffix.lstrip(".").lower()
-        package = ADAPTER_PACKAGES.get(suffix)
-        fix = (f"pip install {package}" if package
-               else "export it as .otio, .edl, .xml (FCP 7) or .fcpxml")
-        raise InputError(f"{path}: OpenTimelineIO has no adapter for .{suffix} files ({fix})") from None
     except Exception as exc:  # adapters raise anything from ValueError to their own errors
         raise InvalidMediaError(f"{path}: not a readable edit ({exc})") from None
     if not isinstance(edit, otio.schema.Timeline):
@@ -150,7 +158,12 @@ def used_range(clip: Any) -> Any:
     try:
         return clip.visible_range()
     except Exception:  # a clip outside a track (directly in a stack) has no neighbours
+        pass
+    try:
         return clip.trimmed_range()
+    except Exception:
+        raise InvalidMediaError(f"clip {clip.name!r} has no source range and its media reference "
+                                "no available range: the edit does not say which frames it uses") from None
 
 
 @dataclass
@@ -185,7 +198,7 @@ class TimelineSummary:
 
     @property
     def exit_code(self) -> int:
-        """The batch rule over the ranges and media: 0 when nothing failed, else the worst."""
+        """The batch rule over ranges and media: 0 if nothing failed, a lone item's code, else 1."""
         return self.batch.exit_code
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,6 +219,7 @@ def run_timeline(request: TimelineRequest, *, progress: Progress | None = None,
     started = time.perf_counter()
     otio = import_otio()
     edit = read_edit(request.edit)
+    check_adapter(request.output)  # before any work, not after it
     out_dir = request.out_dir or request.output.parent
     make_folder(out_dir, exit_code=2)
     clips = edit.find_clips()
@@ -257,6 +271,7 @@ def _upscale_file(source: Path, uses: list[ClipUse], clips: list[Any], reference
             use.problem = str(error)
         yield ItemResult(source, "failed", error=str(error), exit_code=error.exit_code), {}
         return
+    otio = import_otio()
     clock = media_clock(info, reference)
     spans = []
     for use in uses:
@@ -277,7 +292,6 @@ def _upscale_file(source: Path, uses: list[ClipUse], clips: list[Any], reference
             continue
         target = item.output.resolve()
         url = target.as_uri() if str(reference.target_url).startswith("file:") else str(target)
-        otio = import_otio()
         relinks = {}
         for use in inside:
             rate = clips[use.index].trimmed_range().start_time.rate
