@@ -125,6 +125,8 @@ def main() -> None:
 @click.option("--engine", type=click.Choice(["freescale", "lanczos"]),
               help="freescale: generated detail (GPU); lanczos: fast classic resize preview.")
 @click.option("--prompt", help="Optional text describing the clip (freescale engine).")
+@click.option("--detail-mask", type=click.Path(path_type=Path, dir_okay=False),
+              help="Matte clip or still image: more generated detail where white (freescale).")
 @_model_options
 @click.option("--frames", "frame_range", type=FrameRange(), help="Only frames START:END (end exclusive).")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
@@ -135,7 +137,7 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str | None,
             scale: str | None, codec: str | None, engine: str | None, prompt: str | None,
-            model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
+            detail_mask: Path | None, model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
             frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool,
             review: bool, as_json: bool, quiet: bool) -> None:
     """Make clips 2x (or 4x) larger. INPUTS are video files or folders of them."""
@@ -147,6 +149,7 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
         "upscale.scale": int(scale) if scale else None, "output.codec": codec, "upscale.engine": engine,
         "sampling.prompt": prompt, "model.path": model_path, "model.device": device,
         "model.dtype": dtype, "sampling.seed": seed, "output.review": review or None,
+        "upscale.detail_mask": str(detail_mask.resolve()) if detail_mask else None,
     })
     request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
                            frames=frame_range, overwrite=overwrite, dry_run=dry_run)
@@ -218,6 +221,30 @@ def watch(inbox: Path, out_dir: Path | None, preset: str | None, once: bool, set
                            once=once, settle_seconds=settle, poll=poll,
                            status_port=status_port, status_host=status_host)
     watch_folder(request, progress=Progress(enabled=not quiet), log=click.echo)
+
+
+@main.command()
+@click.argument("edit", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The new edit (.otio, or any suffix an installed OTIO adapter writes).")
+@click.option("--handles", type=click.IntRange(0), default=12, show_default=True,
+              help="Extra frames upscaled before and after each clip (for trims in the edit).")
+@click.option("--preset", help="Shipped preset name or path of a .toml file.")
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the upscaled ranges (default: beside the new edit).")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def timeline(edit: Path, output: Path, handles: int, preset: str | None, out_dir: Path | None,
+             as_json: bool, quiet: bool) -> None:
+    """Upscale only the ranges EDIT uses (.otio, .edl, .xml, .fcpxml) and relink a copy to them."""
+    from .jobs.timeline import TimelineRequest, run_timeline
+
+    request = TimelineRequest(edit=edit, output=output, settings=_settings(preset, {}),
+                              handles=handles, out_dir=out_dir)
+    summary = run_timeline(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
+    if as_json:
+        _print_json(summary.to_dict())
+    sys.exit(summary.exit_code)
 
 
 @main.command()

@@ -58,6 +58,7 @@ class UpscaleSettings:
 
     engine: Literal["freescale", "lanczos"] = "freescale"
     scale: Literal[2, 4] = 2
+    detail_mask: str = ""  # matte clip or still image (white: freescale.alpha_mask); "" = none
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ class FreeScaleSettings:
 
     restart_fraction: float = field(default=0.3, metadata=_range(0.0, 1.0))  # 0.3 of 50 -> t=681
     alpha: float = field(default=2.0, metadata=_range(0.0, 100.0))  # detail control exponent
+    # Exponent where a --detail-mask is white (alpha where it is black): higher pulls less toward
+    # the source, so more detail is generated there. 3.0: the paper's foreground example.
+    alpha_mask: float = field(default=3.0, metadata=_range(0.0, 100.0))
     upsample: Literal["latent", "rgb"] = "latent"
     upsample_mode: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
     dilation: bool = True

@@ -21,6 +21,7 @@ from ..atomic import make_folder
 from ..errors import InputError, InvalidMediaError, MediaNotFoundError, VidscaleError
 from ..media import probe
 from ..media.codecs import output_suffix
+from ..media.matte import open_matte
 from ..pages import write_review
 from ..progress import Progress
 from ..settings import Settings
@@ -154,6 +155,8 @@ def upscale_one(source: Path, output: Path, settings: Settings, *, frames=None, 
     loaded VideoCrafter2 for ``settings.model`` to reuse (a watcher keeps one between clips);
     None loads it.
     """
+    if settings.upscale.detail_mask:
+        check_detail_mask(source, settings)
     if settings.upscale.engine == "lanczos":
         from ..pipeline.lanczos import upscale_lanczos
 
@@ -174,6 +177,13 @@ def upscale_one(source: Path, output: Path, settings: Settings, *, frames=None, 
     if settings.output.review:
         result["review"] = str(write_review(source, output, settings, result, frames=frames))
     return result
+
+
+def check_detail_mask(source: Path, settings: Settings) -> None:
+    """Refuse a matte that cannot drive this job before anything is loaded (exit 2)."""
+    if settings.upscale.engine != "freescale":
+        raise InputError("--detail-mask steers generated detail: it needs --engine freescale")
+    open_matte(Path(settings.upscale.detail_mask), probe(source))
 
 
 def run_batch(request: BatchRequest, *, progress: Progress | None = None,

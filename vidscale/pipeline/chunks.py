@@ -112,6 +112,7 @@ class ChunkInputs:
 
     reference: torch.Tensor
     pts: torch.Tensor
+    alpha: torch.Tensor | None = None  # per-pixel detail exponent (a --detail-mask); None: settings'
 
 
 def denoise_chunks(plan: UpscalePlan, store: JobStore, *, inputs: Callable[[Chunk], ChunkInputs],
@@ -138,7 +139,7 @@ def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, se
     anchor = Anchor(previous, chunk.anchored, keep)
     # DDIM's step noise (eta > 0 only), keyed by (seed, chunk) so a resumed chunk draws it again
     steps = torch.Generator("cpu").manual_seed((settings.sampling.seed - (chunk.start + 1) * _GOLDEN) % 2**63)
-    latents = refine(denoiser, schedule, data.reference, noise, settings, anchor=anchor, generator=steps,
+    latents = refine(denoiser, schedule, data.reference, noise, settings, anchor=anchor, alpha=data.alpha, generator=steps,
                      progress=progress)
     store.save_chunk(chunk.index, {"latents": latents[:, :, chunk.anchored:], "pts": data.pts[chunk.anchored:],
                                    "trajectory": anchor.trajectory()},

@@ -37,19 +37,22 @@ class Denoiser:
 
 
 def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.Tensor,
-           settings: Settings, *, anchor: StepHook | None = None,
+           settings: Settings, *, anchor: StepHook | None = None, alpha: torch.Tensor | None = None,
            generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
     """Denoise ``reference`` (1, C, F, H, W) from the restart step; returns the final latent.
 
     ``reference`` is also what detail control re-noises and what structure guidance steers to;
-    ``anchor`` runs after detail control at every step (chunk anchoring).
+    ``anchor`` runs after detail control at every step (chunk anchoring). ``alpha``: a
+    per-pixel detail exponent (:func:`vidscale.pipeline.detail.detail_alpha`) instead of
+    ``settings.freescale.alpha``.
     """
     method, sampling = settings.freescale, settings.sampling
     timesteps = schedule.timesteps(sampling.steps)
     run = timesteps[restart_index(sampling.steps, method.restart_fraction):]
+    exponent = method.alpha if alpha is None else alpha
 
     def before_model(i: int, t: int, x: torch.Tensor) -> torch.Tensor:
-        x = detail_control(x, schedule.q_sample(reference, t, noise), t, method.alpha)
+        x = detail_control(x, schedule.q_sample(reference, t, noise), t, exponent)
         return anchor(i, t, x) if anchor else x
 
     def guide_z0(i: int, t: int, z0: torch.Tensor) -> torch.Tensor:

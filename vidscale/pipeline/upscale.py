@@ -36,6 +36,7 @@ from .loading import load_model, reset_peak_memory, runtime_report
 from .refine import Denoiser
 from .result import UpscaleResult
 from .conditioning import prompt_eps_fn
+from .detail import detail_alpha
 
 
 def plan_upscale(source: Path, settings: Settings, *, frames=None) -> UpscalePlan:
@@ -62,6 +63,8 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
     identity = {"input": fingerprint(source), "frames": plan.frame_range,
                 "settings": settings.digest("upscale", "model", "sampling", "freescale", "jobs"),
                 "model": model.name}
+    if settings.upscale.detail_mask:  # a changed matte must not resume the old chunks
+        identity["detail_mask"] = fingerprint(Path(settings.upscale.detail_mask))
     store = JobStore.open(output.parent / ".vidscale-jobs", source.stem, identity)
     # 3. denoise chunk by chunk
     denoiser = upscale_denoiser(model, settings, plan, fps=settings.sampling.fps or round(info.frame_rate))
@@ -125,7 +128,8 @@ def chunk_inputs(model: VideoCrafter2, info: VideoInfo, plan: UpscalePlan, chunk
         rgb_latent = model.encode_frames(rgb)
         reference = (rgb_latent if settings.freescale.upsample == "rgb"
                      else latent_frequency_mix(reference, rgb_latent, settings.freescale.mixing_factor))
-    return ChunkInputs(reference=reference, pts=torch.tensor(pts, dtype=torch.int64))
+    return ChunkInputs(reference=reference, pts=torch.tensor(pts, dtype=torch.int64),
+                       alpha=detail_alpha(settings, info, plan, first + chunk.start, first + chunk.end))
 
 
 def to_model_pixels(frames: np.ndarray, plan: UpscalePlan, model: VideoCrafter2) -> torch.Tensor:
