@@ -39,9 +39,12 @@ def test_one_job_per_video_a_failure_does_not_stop_the_rest(inputs):
     (inputs / "bad.mov").write_bytes(os.urandom(5000))
     args = [str(inputs / n) for n in ("a.mp4", "b.mov", "bad.mov", "some/dir", "a.mp4")]
     result = run_vidscale("upscale", *args, "--out-dir", str(out), *LANCZOS)
-    assert result.returncode == 1, result.stderr
-    assert f"failed  {inputs / 'bad.mov'}" in result.stderr
-    assert "4 done, 0 skipped, 1 failed" in result.stderr
+    assert result.returncode == 2, result.stderr  # bad input: the worst item decides
+    assert f"failed  {inputs / 'bad.mov'}: not a readable video" in result.stderr
+    assert f"failed  {inputs / 'some/dir/fake.mp4'}: not a readable video" in result.stderr
+    assert f"passed over 1 file(s) that are not video: {inputs / 'some/dir/notes.txt'}" in result.stderr
+    assert f"note    {inputs / 'a.mp4'} is named more than once" in result.stderr
+    assert "4 done, 0 skipped, 2 failed" in result.stderr
     assert files(out) == ["a_2x.mov", "b_2x.mov", "c_2x.mov", "clip_2x.mov"]
     assert frame_numbers(out / "a_2x.mov") == list(range(12))
     assert frame_numbers(out / "c_2x.mov") == list(range(6))
@@ -49,6 +52,7 @@ def test_one_job_per_video_a_failure_does_not_stop_the_rest(inputs):
 
 
 def test_a_second_run_skips_finished_outputs_unless_overwrite(inputs):
+    (inputs / "some" / "dir" / "fake.mp4").unlink()  # a damaged clip fails every run (exit 2)
     out = inputs / "OUT"
     args = [str(inputs / "a.mp4"), str(inputs / "some" / "dir"), "--out-dir", str(out), *LANCZOS]
     assert run_vidscale("upscale", *args, "-q").returncode == 0
@@ -65,6 +69,7 @@ def test_a_second_run_skips_finished_outputs_unless_overwrite(inputs):
 
 def test_earlier_outputs_in_the_folder_are_not_upscaled_again(inputs):
     folder = inputs / "some" / "dir"
+    (folder / "fake.mp4").unlink()  # a damaged clip fails every run (exit 2)
     first = run_vidscale("upscale", str(folder), *LANCZOS, "-q")
     assert first.returncode == 0, first.stderr
     second = run_vidscale("upscale", str(folder), *LANCZOS)
@@ -78,7 +83,7 @@ def test_two_inputs_that_would_write_one_output_name(inputs):
     shutil.copyfile(inputs / "b.mov", inputs / "some" / "a.mov")
     result = run_vidscale("upscale", str(inputs / "a.mp4"), str(inputs / "some" / "a.mov"),
                           "--out-dir", str(out), *LANCZOS)
-    assert result.returncode == 1
+    assert result.returncode == 2  # found before that job ran: bad input
     assert "is also the output of" in result.stderr
     assert frame_numbers(out / "a_2x.mov") == list(range(12))  # the first one's, not replaced
 
