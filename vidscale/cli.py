@@ -158,7 +158,7 @@ def main() -> None:
               help="Check everything the run checks, print the plan and a time estimate, and stop.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str | None,
+def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str,
             scale: str | None, codec: str | None, engine: str | None, prompt: str | None,
             model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
             steps: int | None, memory_budget: float | None,
@@ -210,6 +210,7 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
              overwrite: bool, dry_run: bool, as_json: bool, quiet: bool) -> None:
     """Generate a clip from PROMPT: VideoCrafter2 at 320x512, then the FreeScale cascade."""
     from .pipeline.generate import default_output, generate_clip, plan_generate
+    from .pipeline.result import TEST_MODEL_NOTE
 
     settings = _settings(preset, {
         "generate.frames": frames, "generate.width": size[0] if size else None,
@@ -237,7 +238,7 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
     if as_json:
         _print_json(result.to_dict())
     else:
-        note = f" ({result.to_dict()['note']})" if result.test_model else ""
+        note = f" ({TEST_MODEL_NOTE})" if result.test_model else ""
         click.echo(f"wrote {result.output}{note}")
 
 

@@ -130,15 +130,6 @@ def output_of(source: Source, settings: Settings, out_dir: Path | None) -> Path:
     return default_output(source.path, settings, folder)
 
 
-def is_video(path: Path) -> bool:
-    """True when ``path`` probes as a clip with video frames."""
-    try:
-        probe(path)
-    except InputError:
-        return False
-    return True
-
-
 @dataclass
 class Expansion:
     """What the inputs hold: clips to run, failures found before any work, files passed over."""
