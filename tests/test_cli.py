@@ -159,9 +159,10 @@ def test_generate_says_a_test_model_result_is_one_and_skips_an_existing_output(t
     preset.write_text('[model]\npath = "tiny"\ndevice = "cpu"\n[sampling]\nsteps = 2\n'
                       '[generate]\nframes = 2\nbase_width = 64\nbase_height = 64\nwidth = 128\nheight = 128\n'
                       '[output]\ncodec = "h264"\nx264_preset = "ultrafast"\n')
-    args = ["generate", "a cat", "--preset", str(preset), "-o", str(tmp_path / "cat.mp4"), "-q"]
+    target = tmp_path / "new" / "cat.mp4"  # -o into a missing folder makes it, as --out-dir does
+    args = ["generate", "a cat", "--preset", str(preset), "-o", str(target), "-q"]
     made = CliRunner().invoke(main, args)
     assert made.exit_code == 0, made.output
-    assert made.output.startswith(f"wrote {tmp_path / 'cat.mp4'} (made with a RANDOM TEST MODEL")
+    assert made.output.startswith(f"wrote {target} (made with a RANDOM TEST MODEL")
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "skipped" in again.output and "--overwrite" in again.output
