@@ -149,7 +149,9 @@ def test_sigkill_in_a_middle_chunk_then_rerun_gives_the_uninterrupted_output(mak
 
 def test_dry_run_prints_the_plan_without_loading_a_model(make_clip, tmp_path):
     clip = make_clip(width=64, height=48, frames=9)
-    preset = write_preset(tmp_path / "tiny.toml", {**CHUNKED, "model.path": str(tmp_path / "no-such-model")})
+    unloadable = tmp_path / "empty-model-folder"  # found (dry-run checks that), never loaded
+    unloadable.mkdir()
+    preset = write_preset(tmp_path / "tiny.toml", {**CHUNKED, "model.path": str(unloadable)})
     done = subprocess.run([sys.executable, "-m", "vidscale", "upscale", str(clip), "--preset", str(preset),
                            "--dry-run", "--json"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -169,7 +169,7 @@ def test_an_unwritable_output_folder_fails_the_clip_and_keeps_the_source(tmp_pat
     drop(clip, inbox / "b.mp4")
     try:
         watch = watcher(inbox, "--once", *SETTLE, "--out-dir", str(out), *LANCZOS)
-        assert watch.wait(60) == 0, watch.output()
+        assert watch.wait(60) == 1, watch.output()  # a job failed
     finally:
         if blocked.is_dir():
             blocked.chmod(0o755)
@@ -184,7 +184,7 @@ def test_a_full_disk_fails_the_clip_with_the_reason_and_keeps_the_source(tmp_pat
     big = make_clip(width=320, height=240, frames=12)  # its 640x480 ProRes output passes 64 KB
     drop(big, inbox / "a.mp4")
     watch = watcher(inbox, "--once", *SETTLE, *LANCZOS, file_size_limit=64_000)
-    assert watch.wait(60) == 0, watch.output()
+    assert watch.wait(60) == 1, watch.output()  # a job failed
     assert (inbox / "failed" / "a.mp4").read_bytes() == big.read_bytes()
     error = json.loads((inbox / "failed" / "a.mp4.error.json").read_text())
     assert error["error"]["type"] == "OutputError" and "cannot write the output" in error["error"]["message"]
@@ -213,7 +213,7 @@ def test_a_bad_vidscale_toml_fails_its_clips_with_the_reason(tmp_path, clip, inb
     (inbox / "x" / "vidscale.toml").write_text('[output]\ncodec = "mpeg2"\n')
     drop(clip, inbox / "x" / "a.mp4")
     watch = watcher(inbox, "--once", *SETTLE, *LANCZOS)
-    assert watch.wait(60) == 0, watch.output()
+    assert watch.wait(60) == 2, watch.output()  # bad settings: bad input
     error = json.loads((inbox / "failed" / "x" / "a.mp4.error.json").read_text())
     assert error["error"]["type"] == "SettingsError" and "mpeg2" in error["error"]["message"]
     assert (inbox / "failed" / "x" / "a.mp4").read_bytes() == clip.read_bytes()

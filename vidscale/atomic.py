@@ -87,3 +87,25 @@ def write_bytes(final: Path, data: bytes) -> None:
 def write_json(final: Path, data: Any) -> None:
     """Write ``data`` as indented JSON to ``final`` atomically."""
     write_bytes(final, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def check_writable(folder: Path, *, exit_code: int = 2) -> None:
+    """Fail early (before any long work) if no file can be created in ``folder``, or, when it does
+    not exist yet, in the nearest folder above it, where it would be made.
+
+    It creates and removes a real hidden file: permission bits say nothing about read-only mounts
+    or network shares, and root ignores them.
+    """
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{folder}: cannot be an output folder ({existing} is a file); "
+                          "choose another folder", exit_code=exit_code)
+    try:
+        os.unlink(temp_name(existing / ".vidscale-write-check"))
+    except OSError as exc:
+        where = "the output folder" if existing == folder else f"{existing}, where it would be made"
+        raise OutputError(f"{folder}: cannot write in {where} ({exc.strerror or exc}); "
+                          "make it writable or choose another folder", exit_code=exit_code) from None

@@ -19,6 +19,9 @@ from .errors import VidscaleError
 from .progress import Progress
 from .settings import Settings, as_toml, load_settings, preset_names
 
+# What upscale and watch run without --preset: the shipped editing-master preset, so that the
+# no-preset default and the documented default are one thing (guidance 1.0: no CFG pass).
+DEFAULT_UPSCALE_PRESET = "prores-hq-2x"
 CODECS = ["prores-proxy", "prores-lt", "prores", "prores-hq", "prores-4444", "prores-4444xq",
           "h264", "h264-10bit", "h265"]
 
@@ -94,6 +97,25 @@ def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def _note_unused(settings: Settings, given: dict[str, Any], quiet: bool) -> None:
+    """Options that only the freescale engine reads, given with the lanczos engine: say so."""
+    unused = [name for name, value in given.items() if value is not None]
+    if settings.upscale.engine == "lanczos" and unused and not quiet:
+        click.echo(f"note: {', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by the "
+                   "lanczos engine (it runs no model)", err=True)
+
+
+def _plan_lines(plan: dict[str, Any]) -> list[str]:
+    """``generate --dry-run``'s text."""
+    from .work.plan import describe_estimate
+
+    return [f"plan      {plan['output']}", f"engine    {plan['engine']} (model {plan['model']})",
+            f"codec     {plan['codec']}",
+            f"size      {plan['width']}x{plan['height']}, {plan['frames']} frames at "
+            f"{plan['frame_rate']} fps, {plan['steps']} steps, stages {' -> '.join(plan['stages'])}",
+            f"estimate  {describe_estimate(plan['tflops_total'])}"]
+
+
 def _model_options(func: Any) -> Any:
     for option in reversed([
         click.option("--model", "model_path", metavar="PATH|tiny",
@@ -119,7 +141,8 @@ def main() -> None:
               help="Output file (one input only). Default: NAME_2x.mov next to the input.")
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the outputs (created if missing).")
-@click.option("--preset", help="Shipped preset name or path of a .toml file.")
+@click.option("--preset", default=DEFAULT_UPSCALE_PRESET, show_default=True,
+              help="Shipped preset name or path of a .toml file.")
 @click.option("--scale", type=click.Choice(["2", "4"]), help="Size factor per side.")
 @click.option("--codec", type=click.Choice(CODECS), help="Output codec.")
 @click.option("--engine", type=click.Choice(["freescale", "lanczos"]),
@@ -128,19 +151,25 @@ def main() -> None:
 @click.option("--detail-mask", type=click.Path(path_type=Path, dir_okay=False),
               help="Matte clip or still image: more generated detail where white (freescale).")
 @_model_options
+@click.option("--steps", type=click.IntRange(1, 1000), help="Denoising steps (sampling.steps).")
+@click.option("--memory-budget", type=click.FloatRange(0.1, 10_000), metavar="GB",
+              help="GPU memory a chunk may use (jobs.memory_budget_gb).")
 @click.option("--frames", "frame_range", type=FrameRange(), help="Only frames START:END (end exclusive).")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
-@click.option("--dry-run", is_flag=True, help="Print the plan (chunks, windows, memory) and stop.")
+@click.option("--dry-run", is_flag=True,
+              help="Check everything the run checks, print the plan and a time estimate, and stop.")
 @click.option("--review", is_flag=True,
               help="Also write NAME_review.html beside each output: source vs result, plan, seams.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str | None,
+def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str,
             scale: str | None, codec: str | None, engine: str | None, prompt: str | None,
-            detail_mask: Path | None, model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
+            detail_mask: Path | None, model_path: str | None, device: str | None, dtype: str | None,
+            seed: int | None, steps: int | None, memory_budget: float | None,
             frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool,
             review: bool, as_json: bool, quiet: bool) -> None:
-    """Make clips 2x (or 4x) larger. INPUTS are video files or folders of them."""
+    """Make clips 2x (or 4x) larger. INPUTS are video files or folders of them (searched with
+    their subfolders; outputs mirror them)."""
     from .jobs.batch import BatchRequest, run_batch
 
     if output is not None and (len(inputs) > 1 or out_dir is not None):
@@ -148,9 +177,13 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
     settings = _settings(preset, {
         "upscale.scale": int(scale) if scale else None, "output.codec": codec, "upscale.engine": engine,
         "sampling.prompt": prompt, "model.path": model_path, "model.device": device,
-        "model.dtype": dtype, "sampling.seed": seed, "output.review": review or None,
+        "model.dtype": dtype, "sampling.seed": seed, "sampling.steps": steps,
+        "jobs.memory_budget_gb": memory_budget, "output.review": review or None,
         "upscale.detail_mask": str(detail_mask.resolve()) if detail_mask else None,
     })
+    _note_unused(settings, {"--prompt": prompt, "--model": model_path, "--device": device,
+                            "--dtype": dtype, "--seed": seed, "--steps": steps,
+                            "--memory-budget": memory_budget}, quiet or as_json)
     request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
                            frames=frame_range, overwrite=overwrite, dry_run=dry_run)
     summary = run_batch(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
@@ -167,37 +200,61 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
 @click.option("--frames", type=click.IntRange(1), help="Number of frames (more than 16 is fine).")
 @click.option("--size", type=Size(), help="Final size WIDTHxHEIGHT (a x2/x4 cascade of the base).")
 @click.option("--codec", type=click.Choice(CODECS), help="Output codec.")
+@click.option("--fps", type=click.IntRange(1, 120),
+              help="Frame rate of the clip and of VC2's fps conditioning (sampling.fps).")
+@click.option("--steps", type=click.IntRange(1, 1000), help="Denoising steps (sampling.steps).")
 @_model_options
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+@click.option("--dry-run", is_flag=True,
+              help="Check everything the run checks, print the plan and a time estimate, and stop.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
-             size: tuple[int, int] | None, codec: str | None, model_path: str | None,
-             device: str | None, dtype: str | None, seed: int | None, overwrite: bool,
-             as_json: bool, quiet: bool) -> None:
+             size: tuple[int, int] | None, codec: str | None, fps: int | None, steps: int | None,
+             model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
+             overwrite: bool, dry_run: bool, as_json: bool, quiet: bool) -> None:
     """Generate a clip from PROMPT: VideoCrafter2 at 320x512, then the FreeScale cascade."""
-    from .pipeline.generate import generate_clip
+    from .pipeline.generate import default_output, generate_clip, plan_generate
+    from .pipeline.result import TEST_MODEL_NOTE
 
     settings = _settings(preset, {
         "generate.frames": frames, "generate.width": size[0] if size else None,
         "generate.height": size[1] if size else None, "output.codec": codec,
         "model.path": model_path, "model.device": device, "model.dtype": dtype,
-        "sampling.seed": seed, "sampling.prompt": prompt,
+        "sampling.seed": seed, "sampling.prompt": prompt, "sampling.fps": fps,
+        "sampling.steps": steps,
     })
-    result = generate_clip(settings, output=output, overwrite=overwrite,
+    target = output if output is not None else default_output(settings)
+    if target.exists() and not overwrite:  # as upscale does: the output is there, complete
+        if as_json:
+            _print_json({"status": "skipped", "output": str(target)})
+        else:
+            click.echo(f"skipped {target}: it exists (--overwrite replaces it)")
+        return
+    if dry_run:
+        plan = plan_generate(settings, output=target)
+        if as_json:
+            _print_json(plan)
+        else:
+            click.echo("\n".join(_plan_lines(plan)))
+        return
+    result = generate_clip(settings, output=target, overwrite=overwrite,
                            progress=_progress(quiet, as_json))
     if as_json:
         _print_json(result.to_dict())
     else:
-        click.echo(f"wrote {result.output}")
+        note = f" ({TEST_MODEL_NOTE})" if result.test_model else ""
+        click.echo(f"wrote {result.output}{note}")
 
 
 @main.command()
 @click.argument("inbox", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Where outputs go (default: INBOX/out).")
-@click.option("--preset", help="Preset name or .toml path (a vidscale.toml in a subfolder overrides it).")
+@click.option("--preset", default=DEFAULT_UPSCALE_PRESET, show_default=True,
+              help="Preset name or .toml path (a vidscale.toml in a subfolder overrides it).")
 @click.option("--once", is_flag=True, help="Process what is there now, then exit.")
+@click.option("--create", is_flag=True, help="Make INBOX if it does not exist.")
 @click.option("--settle", type=click.FloatRange(0), default=5.0, show_default=True,
               help="Seconds a file's size and mtime must stay unchanged before it is taken.")
 @click.option("--poll", is_flag=True, help="Poll instead of file events (network shares).")
@@ -206,9 +263,12 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
 @click.option("--status-host", default="127.0.0.1", show_default=True,
               help="Address the status page listens on (0.0.0.0: every network).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def watch(inbox: Path, out_dir: Path | None, preset: str | None, once: bool, settle: float,
-          poll: bool, status_port: int | None, status_host: str, quiet: bool) -> None:
-    """Upscale every clip dropped into INBOX; a restart resumes where it stopped."""
+def watch(inbox: Path, out_dir: Path | None, preset: str, once: bool, create: bool,
+          settle: float, poll: bool, status_port: int | None, status_host: str, quiet: bool) -> None:
+    """Upscale every clip dropped into INBOX; a restart resumes where it stopped.
+
+    With --once, the exit status follows upscale's rule: 1 if a clip's job failed, 2 if a file
+    was not a video. Stopped by Ctrl-C or SIGTERM, it exits 0 (failed clips are in INBOX/failed)."""
     import logging
 
     from .jobs.watch import WatchRequest, watch_folder
@@ -218,9 +278,11 @@ def watch(inbox: Path, out_dir: Path | None, preset: str | None, once: bool, set
     logging.getLogger("watchdog").addHandler(logging.NullHandler())
     settings = _settings(preset, {})
     request = WatchRequest(inbox=inbox, out_dir=out_dir, settings=settings, preset=preset,
-                           once=once, settle_seconds=settle, poll=poll,
+                           once=once, settle_seconds=settle, poll=poll, create=create,
                            status_port=status_port, status_host=status_host)
-    watch_folder(request, progress=Progress(enabled=not quiet), log=click.echo)
+    summary = watch_folder(request, progress=Progress(enabled=not quiet), log=click.echo)
+    if once:
+        sys.exit(summary.exit_code)
 
 
 @main.command()

@@ -1,16 +1,22 @@
 """Progress reporting: the library reports, the caller decides how (or whether) to draw it.
 
 Library code takes a :class:`Progress` and opens bars with :meth:`Progress.bar`; the CLI passes a
-drawing one (tqdm with ETA on stderr) or a quiet one. Nothing here changes what is computed.
+drawing one or a quiet one. On a terminal the bars are tqdm's (redrawn in place, with ETA); when
+the stream is not a terminal (a log file, CI, ``2>job.log``) carriage-return redraws would pile up
+as one unreadable line, so each bar writes whole lines instead: an outer bar when it starts, at
+every ``LINE_PERCENT`` % and when it ends; a nested one (the steps of a chunk) when it ends. Nothing here changes what is computed.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager
 from typing import IO, Iterator, Protocol
 
 from tqdm import tqdm
+
+LINE_PERCENT = 10  # without a terminal: one line per this much progress (and at start and end)
 
 
 class Bar(Protocol):
@@ -29,12 +35,69 @@ class Progress:
     @contextmanager
     def bar(self, desc: str, total: int | None, unit: str = "it") -> Iterator[Bar]:
         """A bar for ``total`` units of work; closed (and removed if nested) when the block ends."""
+        if self.enabled and not _is_terminal(self.stream):
+            lines = LineBar(desc, total, unit, self.stream, indent=self._depth)
+            with self._nested():
+                lines.start()
+                yield lines
+                lines.finish()
+            return
         with tqdm(
             total=total, desc=desc, unit=unit, file=self.stream, disable=not self.enabled,
             position=self._depth, leave=self._depth == 0, dynamic_ncols=True,
         ) as bar:
-            self._depth += 1
-            try:
+            with self._nested():
                 yield bar
-            finally:
-                self._depth -= 1
+
+    @contextmanager
+    def _nested(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class LineBar:
+    """A bar for logs: whole lines at the start, every ``LINE_PERCENT`` % and the end (nested:
+    ``indent`` > 0, only the end)."""
+
+    def __init__(self, desc: str, total: int | None, unit: str, stream: IO[str], indent: int = 0):
+        self.desc, self.total, self.unit, self.stream = desc, total, unit, stream
+        self.indent = "  " * indent
+        self.done = 0
+        self.postfix = ""
+        self._started = time.perf_counter()
+        self._next_percent = LINE_PERCENT
+
+    def start(self) -> None:
+        if not self.indent:
+            of = f"/{self.total}" if self.total else ""
+            self._write(f"{self.desc}: 0{of} {self.unit}")
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.indent or not self.total or self.done >= self.total:
+            return  # the end line says it
+        percent = 100 * self.done // self.total
+        if percent >= self._next_percent:
+            self._next_percent = (percent // LINE_PERCENT + 1) * LINE_PERCENT
+            self._write(f"{self.desc}: {self.done}/{self.total} {self.unit} ({percent}%)")
+
+    def set_postfix_str(self, s: str) -> None:
+        self.postfix = s
+
+    def finish(self) -> None:
+        count = f"{self.done}/{self.total}" if self.total else str(self.done)
+        elapsed = time.perf_counter() - self._started
+        postfix = f", {self.postfix}" if self.postfix else ""
+        self._write(f"{self.desc}: {count} {self.unit} in {elapsed:.1f} s{postfix}")
+
+    def _write(self, line: str) -> None:
+        self.stream.write(f"{self.indent}{line}\n")
+        self.stream.flush()

@@ -1,8 +1,16 @@
 """Many inputs, one job each: expand folders, name outputs, skip finished ones, never stop early.
 
-A folder input contributes every file in it that probes as a video (by content, not extension);
-an explicit file that is not a video is a failure of that item only. One failing clip never stops
-the batch; the summary says what was done, skipped and failed.
+A folder input contributes every file under it, subfolders included (a camera card's
+``A001/C0001.mp4``), that probes as a video (by content, not extension); hidden folders
+(``.vidscale-jobs``, ``.Trashes``) and the ``--out-dir`` inside it are not entered. Outputs mirror
+the subfolders under ``--out-dir`` (or lie beside each input), so ``A001/C0001.mp4`` and
+``A002/C0001.mp4`` never collide. Nothing is dropped silently: a file with a video's suffix that
+does not probe is a failure (damaged), any other non-video file is named as passed over, and a
+folder without a single video is a failure saying what was found in it.
+
+The exit status is the worst over the items (README, "Exit status"): 0 when every input has its
+complete output (made now, or already there), 1 when a job failed while running, 2 when an input
+or option was bad before any work began. One failing clip never stops the batch.
 
 Outputs are written atomically by the engines, so an output under its final name is complete:
 that is why an existing one means "skip" (not "half done"). Two inputs that would write the same
@@ -15,19 +23,26 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterator
 
-from ..atomic import make_folder
+from ..atomic import check_writable, make_folder
 from ..errors import InputError, InvalidMediaError, MediaNotFoundError, VidscaleError
-from ..media import probe
+from ..media import VideoInfo, codec_spec, probe
 from ..media.codecs import output_suffix
 from ..media.matte import open_matte
 from ..pages import write_review
 from ..progress import Progress
 from ..settings import Settings
-from ..work.plan import describe_plan
+from ..work.plan import describe_estimate, describe_plan, estimate_seconds
 
 Log = Callable[[str], Any]
+# Suffixes of video files: one of these that does not probe is a damaged clip (a failure), any
+# other file that does not probe is passed over (a sidecar, a thumbnail, notes).
+VIDEO_SUFFIXES = frozenset({
+    ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".mxf", ".avi", ".mts", ".m2ts", ".ts",
+    ".mpg", ".mpeg", ".3gp", ".wmv", ".flv", ".dv",
+})
+SHOWN_NAMES = 10  # passed-over files named on the status line; --json lists them all
 
 
 @dataclass
@@ -43,9 +58,17 @@ class BatchRequest:
     dry_run: bool = False
 
 
+@dataclass(frozen=True)
+class Source:
+    """A clip to upscale and the subfolder (of the folder input it was found in) it lies in."""
+
+    path: Path
+    subfolder: Path = Path()
+
+
 @dataclass
 class ItemResult:
-    """The outcome for one input: done (with the engine's result), skipped or failed."""
+    """The outcome for one input: done (with the engine's result), skipped, failed or planned."""
 
     input: Path
     status: str  # "done" | "skipped" | "failed" | "planned"
@@ -53,6 +76,7 @@ class ItemResult:
     result: dict[str, Any] | None = None
     error: str | None = None
     exit_code: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"input": str(self.input), "status": self.status,
@@ -61,12 +85,16 @@ class ItemResult:
             data["result"] = self.result
         if self.error is not None:
             data["error"] = self.error
+        if self.notes:
+            data["notes"] = self.notes
         return data
 
 
 @dataclass
 class BatchSummary:
     items: list[ItemResult] = field(default_factory=list)
+    passed_over: list[Path] = field(default_factory=list)  # files in folders that are not video
+    duplicates: list[Path] = field(default_factory=list)  # inputs named more than once: run once
     elapsed_seconds: float = 0.0
 
     def count(self, status: str) -> int:
@@ -79,14 +107,15 @@ class BatchSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 if nothing failed; a lone input keeps its error's code (2: bad input); else 1."""
-        if not self.failed:
-            return 0
-        return self.items[0].exit_code if len(self.items) == 1 else 1
+        """The worst over the items: 0 all outputs complete, 1 a job failed, 2 bad input."""
+        return max((item.exit_code for item in self.items), default=2)
 
     def to_dict(self) -> dict[str, Any]:
         return {"done": self.count("done"), "skipped": self.count("skipped"),
                 "failed": self.failed, "elapsed_seconds": round(self.elapsed_seconds, 3),
+                "exit_code": self.exit_code,
+                "passed_over": [str(path) for path in self.passed_over],
+                "duplicates": [str(path) for path in self.duplicates],
                 "items": [item.to_dict() for item in self.items]}
 
 
@@ -97,41 +126,111 @@ def default_output(source: Path, settings: Settings, out_dir: Path | None = None
     return folder / name
 
 
-def is_video(path: Path) -> bool:
-    """True when ``path`` probes as a clip with video frames."""
-    try:
-        probe(path)
-    except InputError:
-        return False
-    return True
+def output_of(source: Source, settings: Settings, out_dir: Path | None) -> Path:
+    """Where ``source``'s output goes: mirrored under ``out_dir``, or beside the clip."""
+    folder = out_dir / source.subfolder if out_dir is not None else None
+    return default_output(source.path, settings, folder)
 
 
-def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given; folders replaced by the videos directly inside them, sorted by name.
+@dataclass
+class Expansion:
+    """What the inputs hold: clips to run, failures found before any work, files passed over."""
 
-    The same file named twice (or given and also inside a given folder) runs once. Hidden files
-    in a folder (``.NAME.partial``: an output being written right now) are left out.
+    sources: list[Source] = field(default_factory=list)
+    failures: list[ItemResult] = field(default_factory=list)
+    passed_over: list[Path] = field(default_factory=list)
+    duplicates: list[Path] = field(default_factory=list)
+
+
+def expand_inputs(inputs: list[Path], *, skip: Path | None = None) -> Expansion:
+    """Files as given; folders replaced by the videos under them (sorted, recursively).
+
+    ``skip``: a folder not to enter (the ``--out-dir``, when it lies inside an input folder). The
+    same file named twice (or given and also inside a given folder) runs once, and is named.
     """
-    expanded: list[Path] = []
+    found = Expansion()
+    seen: set[Path] = set()
     for path in inputs:
         if path.is_dir():
-            expanded.extend(p for p in sorted(path.iterdir())
-                            if p.is_file() and not p.name.startswith(".") and is_video(p))
+            _expand_folder(path, skip, found, seen)
         else:
-            expanded.append(path)
-    return list(_unique(expanded))
+            _add(Source(path), found, seen)
+    return found
 
 
-def _unique(paths: Iterable[Path]) -> Iterable[Path]:
-    seen: set[Path] = set()
-    for path in paths:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            yield path
+def _add(source: Source, found: Expansion, seen: set[Path]) -> None:
+    key = source.path.resolve()
+    if key in seen:
+        found.duplicates.append(source.path)
+    else:
+        seen.add(key)
+        found.sources.append(source)
 
 
-def own_outputs(sources: list[Path], request: BatchRequest) -> dict[Path, Path]:
+def _expand_folder(folder: Path, skip: Path | None, found: Expansion, seen: set[Path]) -> None:
+    videos: list[Path] = []
+    damaged: list[tuple[Path, InputError]] = []
+    other: list[Path] = []
+    for path in files_under(folder, skip):
+        try:
+            probe(path)
+            videos.append(path)
+        except InputError as error:
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                damaged.append((path, error))
+            else:
+                other.append(path)
+    if not videos:
+        found.failures.append(ItemResult(folder, "failed", exit_code=2,
+                                         error=_nothing_found(folder, damaged, other)))
+        return
+    for path in videos:
+        _add(Source(path, path.parent.relative_to(folder)), found, seen)
+    found.failures.extend(ItemResult(path, "failed", exit_code=error.exit_code,
+                                     error=_reason(error, path) + "; damaged? check that it plays, "
+                                     "or move it out of the folder") for path, error in damaged)
+    found.passed_over.extend(other)
+
+
+def files_under(folder: Path, skip: Path | None = None) -> Iterator[Path]:
+    """Files under ``folder`` in name order, depth first; hidden entries and ``skip`` left out.
+
+    Hidden files include ``.NAME.partial`` outputs being written right now; symlinked folders are
+    not followed (no loops).
+    """
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if not entry.is_symlink() and (skip is None or entry.resolve() != skip):
+                yield from files_under(entry, skip)
+        elif entry.is_file():
+            yield entry
+
+
+def _nothing_found(folder: Path, damaged: list[tuple[Path, InputError]], other: list[Path]) -> str:
+    total = len(damaged) + len(other)
+    if not total:
+        return (f"no files in {folder} or its subfolders (hidden ones are skipped); "
+                "give a folder that holds clips")
+    names = [f"{path.relative_to(folder)} (damaged: {_reason(error, path)})" for path, error in damaged]
+    names += [str(path.relative_to(folder)) for path in other]
+    return (f"found {total} file{'s' * (total != 1)} in {folder}, none is a video: "
+            f"{_names(names)}; give a folder that holds clips")
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:SHOWN_NAMES])
+    return shown + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else "")
+
+
+def _reason(error: VidscaleError, path: Path) -> str:
+    """The error's message without a leading ``PATH: `` (the status line names the file once)."""
+    message = str(error)
+    return message.removeprefix(f"{path}: ")
+
+
+def own_outputs(sources: list[Source], request: BatchRequest) -> dict[Path, Path]:
     """Output path -> input, for every output this batch (or a run without --out-dir) writes.
 
     Running ``vidscale upscale *.mov`` twice would otherwise upscale the first run's results
@@ -140,13 +239,13 @@ def own_outputs(sources: list[Path], request: BatchRequest) -> dict[Path, Path]:
     outputs: dict[Path, Path] = {}
     for source in sources:
         for folder in {request.out_dir, None}:
-            outputs.setdefault(default_output(source, request.settings, folder).resolve(), source)
+            outputs.setdefault(output_of(source, request.settings, folder).resolve(), source.path)
     return outputs
 
 
 def upscale_one(source: Path, output: Path, settings: Settings, *, frames=None, overwrite=False,
-                dry_run=False, progress: Progress | None = None,
-                should_stop: Callable[[], bool] | None = None, model: Any = None) -> dict[str, Any]:
+                progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                model: Any = None) -> dict[str, Any]:
     """Run the preset's engine on one clip and return its JSON-ready result.
 
     ``should_stop`` lets a caller (the watch folder's SIGTERM handler) end a freescale job after
@@ -160,18 +259,11 @@ def upscale_one(source: Path, output: Path, settings: Settings, *, frames=None, 
     if settings.upscale.engine == "lanczos":
         from ..pipeline.lanczos import upscale_lanczos
 
-        if dry_run:
-            info = probe(source)
-            return {"engine": "lanczos", "input": str(source), "output": str(output),
-                    "frames": info.frame_count, "width": info.width * settings.upscale.scale,
-                    "height": info.height * settings.upscale.scale}
         result = upscale_lanczos(source, output, settings, frames=frames, overwrite=overwrite,
                                  progress=progress).to_dict()
     else:
-        from ..pipeline.upscale import plan_upscale, upscale_clip
+        from ..pipeline.upscale import upscale_clip
 
-        if dry_run:
-            return plan_upscale(source, settings, frames=frames).to_dict()
         result = upscale_clip(source, output, settings, frames=frames, overwrite=overwrite,
                               progress=progress, should_stop=should_stop, model=model).to_dict()
     if settings.output.review:
@@ -186,6 +278,37 @@ def check_detail_mask(source: Path, settings: Settings) -> None:
     open_matte(Path(settings.upscale.detail_mask), probe(source))
 
 
+def check_output(output: Path, settings: Settings) -> None:
+    """What would fail a job at its end, checked before it starts: the output's suffix must suit
+    the codec and its folder must be writable (or creatable)."""
+    codec = settings.output.codec
+    codec_spec(codec).container_for(output, codec)
+    check_writable(output.parent)
+
+
+def plan_one(source: Path, output: Path, info: VideoInfo, settings: Settings, *,
+             frames=None) -> dict[str, Any]:
+    """``--dry-run``: the checks a real run makes before it starts, and what it would do.
+
+    No model is loaded and nothing is written; missing weights fail here as they would there.
+    """
+    check_output(output, settings)
+    if settings.upscale.detail_mask:
+        check_detail_mask(source, settings)
+    start, end = info.frame_range(frames)
+    planned: dict[str, Any] = {"engine": settings.upscale.engine, "output": str(output),
+                               "codec": settings.output.codec}
+    if settings.upscale.engine == "lanczos":
+        return {**planned, "frames": end - start, "width": info.width * settings.upscale.scale,
+                "height": info.height * settings.upscale.scale}
+    from ..model import resolve_model_path
+    from ..work.plan import make_plan
+
+    planned["model"] = str(resolve_model_path(settings.model.path))
+    plan = make_plan(info.width, info.height, (start, end), settings).to_dict()
+    return {**planned, **plan, "estimate_seconds": estimate_seconds(plan["tflops_total"])}
+
+
 def run_batch(request: BatchRequest, *, progress: Progress | None = None,
               log: Log | None = None) -> BatchSummary:
     """Run one job per input; report each outcome through ``log`` and return the summary."""
@@ -193,17 +316,32 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None,
     started = time.perf_counter()
     summary = BatchSummary()
     if request.out_dir is not None:
-        make_folder(request.out_dir, exit_code=2)
-    sources = expand_inputs(request.inputs)
-    outputs = own_outputs(sources, request)
+        if request.dry_run:
+            check_writable(request.out_dir)
+        else:
+            make_folder(request.out_dir, exit_code=2)
+    skip = request.out_dir.resolve() if request.out_dir is not None else None
+    found = expand_inputs(request.inputs, skip=skip)
+    summary.passed_over, summary.duplicates = found.passed_over, found.duplicates
+    for path in found.duplicates:
+        say(f"note    {path} is named more than once in the inputs; it runs once")
+    if found.passed_over:
+        say(f"passed over {len(found.passed_over)} file(s) that are not video: "
+            f"{_names([str(path) for path in found.passed_over])}")
+    outputs = own_outputs(found.sources, request)
     claimed: dict[Path, Path] = {}  # output -> the input that writes it in this batch
-    for source in sources:
-        item = _output_of_another(source, outputs) or _run_item(source, request, progress, claimed)
+    for source in found.sources:
+        item = (_output_of_another(source.path, outputs)
+                or _run_item(source, request, progress, claimed))
+        summary.items.append(item)
+        say(_describe(item))
+    for item in found.failures:
         summary.items.append(item)
         say(_describe(item))
     summary.elapsed_seconds = time.perf_counter() - started
     if len(summary.items) != 1:
-        say(f"{summary.count('done')} done, {summary.count('skipped')} skipped, "
+        planned = f"{summary.count('planned')} planned, " if request.dry_run else ""
+        say(f"{planned}{summary.count('done')} done, {summary.count('skipped')} skipped, "
             f"{summary.failed} failed")
     return summary
 
@@ -215,40 +353,78 @@ def _output_of_another(source: Path, outputs: dict[Path, Path]) -> ItemResult | 
     return ItemResult(source, "skipped", error=f"it is the output of {maker} (from an earlier run)")
 
 
-def _run_item(source: Path, request: BatchRequest, progress: Progress | None,
+def _run_item(source: Source, request: BatchRequest, progress: Progress | None,
               claimed: dict[Path, Path]) -> ItemResult:
-    output = request.output or default_output(source, request.settings, request.out_dir)
-    first = claimed.setdefault(output.resolve(), source)
-    if first is not source:
-        return ItemResult(source, "failed", output, exit_code=2, error=(
+    path = source.path
+    output = request.output or output_of(source, request.settings, request.out_dir)
+    first = claimed.setdefault(output.resolve(), path)
+    if first is not path:
+        return ItemResult(path, "failed", output, exit_code=2, error=(
             f"{output} is also the output of {first} in this run; rename one of them "
             "or give them different --out-dir runs"))
-    if output.exists() and not request.overwrite and not request.dry_run:
-        return ItemResult(source, "skipped", output,
-                          error=f"{output} exists (--overwrite replaces it)")
+    if output.exists() and not request.overwrite:
+        return ItemResult(path, "skipped", output, error=f"{output} exists (--overwrite replaces it)")
     try:
-        if not source.exists():
-            raise MediaNotFoundError(f"{source}: no such file")
-        if source.resolve() == output.resolve():
-            raise InvalidMediaError(f"{source}: output would overwrite the input")
-        result = upscale_one(source, output, request.settings, frames=request.frames,
-                             overwrite=request.overwrite, dry_run=request.dry_run,
-                             progress=progress)
+        info = _probe_input(path)
+        if path.resolve() == output.resolve():
+            raise InvalidMediaError(f"{path}: the output would overwrite the input; "
+                                    "choose another -o or --out-dir")
+        notes = _clamped(request.frames, info)
+        if request.dry_run:
+            result = plan_one(path, output, info, request.settings, frames=request.frames)
+            return ItemResult(path, "planned", output, result=result, notes=notes)
+        check_output(output, request.settings)
+        make_folder(output.parent, exit_code=2)
+        result = upscale_one(path, output, request.settings, frames=request.frames,
+                             overwrite=request.overwrite, progress=progress)
     except VidscaleError as error:
-        return ItemResult(source, "failed", output, error=str(error), exit_code=error.exit_code)
-    return ItemResult(source, "planned" if request.dry_run else "done", output, result=result)
+        return ItemResult(path, "failed", output, error=_reason(error, path),
+                          exit_code=error.exit_code)
+    return ItemResult(path, "done", output, result=result, notes=notes)
+
+
+def _probe_input(path: Path) -> VideoInfo:
+    """Probe an input, with the fix for a file that is missing or not a clip."""
+    try:
+        return probe(path)
+    except MediaNotFoundError as error:
+        raise MediaNotFoundError(f"{_reason(error, path)}; check the path") from None
+    except InvalidMediaError as error:
+        raise InvalidMediaError(f"{_reason(error, path)}; check that the file plays, "
+                                "or remove it from the inputs") from None
+
+
+def _clamped(frames: tuple[int, int | None] | None, info: VideoInfo) -> list[str]:
+    """A note when ``--frames START:END`` reaches past the clip's end (the range is clamped)."""
+    if frames is None or frames[1] is None or frames[1] <= info.frame_count:
+        return []
+    start, end = info.frame_range(frames)
+    return [f"--frames {frames[0]}:{frames[1]} clamped to {start}:{end} "
+            f"(the clip has {info.frame_count} frames)"]
 
 
 def _describe(item: ItemResult) -> str:
+    """The item's status line: the file named once, then what happened (and the fix)."""
+    notes = "".join(f"; {note}" for note in item.notes)
     if item.status == "failed":
         return f"failed  {item.input}: {item.error}"
     if item.status == "skipped":
         return f"skipped {item.input}: {item.error}"
-    if item.status == "planned":
-        result = item.result or {}
-        details = (describe_plan(result) if "chunks" in result
-                   else "\n".join(f"{key:9} {value}" for key, value in result.items()))
-        return f"plan    {item.input}\n{details}"
     result = item.result or {}
+    if item.status == "planned":
+        return f"plan    {item.input} -> {item.output}{notes}\n{_describe_plan(result)}"
+    test_model = f"; {result['note']}" if result.get("note") else ""
     return (f"done    {item.input} -> {item.output} ({result.get('frames')} frames, "
-            f"{result.get('elapsed_seconds', 0):.1f} s)")
+            f"{result.get('elapsed_seconds', 0):.1f} s{notes}{test_model})")
+
+
+def _describe_plan(result: dict[str, Any]) -> str:
+    lines = [f"engine    {result['engine']}" + (f" (model {result['model']})" if "model" in result else ""),
+             f"codec     {result['codec']}"]
+    if "chunks" in result:
+        lines += [describe_plan(result), f"estimate  {describe_estimate(result['tflops_total'])}"]
+    else:
+        lines += [f"size      {result['width']}x{result['height']}, {result['frames']} frames",
+                  "estimate  none: the lanczos engine runs on the CPU without a model "
+                  "(benchmarks/lanczos_vs_ffmpeg.py measures it)"]
+    return "\n".join(lines)

@@ -18,8 +18,11 @@ Why it is built this way:
   wake the loop and note arrival order. The loop rescans the folder itself, so a missed event
   delays a clip by at most ``RESCAN_SECONDS`` and never loses it.
 * One clip at a time, in arrival order, because one job already fills the GPU.
-* SIGINT/SIGTERM only set a flag: a freescale job stops after its current chunk is saved, the clip
-  stays in processing/ and the next start resumes it. A second signal stops at once (still safe).
+* SIGINT/SIGTERM only set a flag (and say so at once): a freescale job stops after its current
+  chunk is saved, the clip stays in processing/ and the next start resumes it. A second signal
+  stops at once (still safe).
+* A mistyped INBOX or an output folder that cannot be written is found at the start (exit 2),
+  not clip by clip: the watcher creates a missing INBOX only when asked (``create``).
 * A clip's error (bad file, bad ``vidscale.toml``, unwritable output, a bug) fails that clip only:
   it goes to failed/ with an error file saying why, and the watcher goes on.
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
@@ -39,8 +43,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from ..atomic import make_folder, write_json
-from ..errors import Interrupted, MediaNotFoundError, SettingsError
+from ..atomic import check_writable, make_folder, write_json
+from ..errors import InputError, Interrupted, MediaNotFoundError, SettingsError
 from ..media import probe
 from ..pages import serve_status
 from ..progress import Progress
@@ -54,6 +58,7 @@ Log = Callable[[str], Any]
 RESCAN_SECONDS = 2.0  # the loop rescans at least this often, whatever the file events say
 POLL_SECONDS = 1.0  # interval of watchdog's polling observer
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOPPING = "stopping after the current chunk; Ctrl-C again to stop now"
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class WatchRequest:
     poll: bool = False  # poll instead of native file events (network shares)
     status_port: int | None = None  # serve the read-only status page on this port (0: any free)
     status_host: str = "127.0.0.1"  # where it listens: loopback unless asked otherwise
+    create: bool = False  # make INBOX if it does not exist (else that is an error: a typo?)
 
 
 @dataclass
@@ -78,6 +84,7 @@ class WatchSummary:
     done: int = 0
     failed: int = 0
     interrupted: list[str] = field(default_factory=list)  # stopped mid-job: resumed next start
+    exit_code: int = 0  # the worst over this run's clips: 1 a job failed, 2 not a video / bad input
 
 
 def watch_folder(request: WatchRequest, *, progress: Progress | None = None, log: Log | None = None,
@@ -88,7 +95,10 @@ def watch_folder(request: WatchRequest, *, progress: Progress | None = None, log
     SIGINT and SIGTERM set it too.
     """
     say = log or (lambda _line: None)
+    check_folders(request)
     layout = InboxLayout.create(request.inbox, request.out_dir)
+    for folder in (layout.state, layout.out_dir):  # the output folder is made per clip
+        check_writable(folder)
     stop = stop or threading.Event()
     wake = threading.Event()
     events = WakeOnChange(layout, wake)
@@ -104,6 +114,14 @@ def serving_status(request: WatchRequest, layout: InboxLayout, say: Log) -> Abst
         return nullcontext()
     return serve_status(layout.status_file, layout.out_dir, host=request.status_host,
                         port=request.status_port, say=say)
+def check_folders(request: WatchRequest) -> None:
+    """Exit 2 at the start for an INBOX that is missing (unless ``create``) or not a folder."""
+    inbox = Path(request.inbox)
+    if inbox.exists() and not inbox.is_dir():
+        raise InputError(f"{inbox}: is a file, not a folder; give the folder to watch")
+    if not inbox.exists() and not request.create:
+        raise InputError(f"{inbox}: INBOX does not exist; check the spelling, or pass --create "
+                         "to make it")
 
 
 class WakeOnChange(FileSystemEventHandler):
@@ -160,6 +178,8 @@ def stop_on_signals(stop: threading.Event, wake: threading.Event) -> Iterator[No
             raise KeyboardInterrupt  # asked twice: stop now; outputs are atomic, sources safe
         stop.set()
         wake.set()
+        with suppress(OSError, ValueError):  # a raw write: the handler may interrupt a print
+            os.write(sys.stderr.fileno(), f"{STOPPING}\n".encode())
 
     previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
     try:
@@ -420,6 +440,7 @@ class Watcher:
 
     def _fail(self, path: Path, rel: Path, error: BaseException, *, output: Path | None,
               sources: tuple[str, ...] | None = None) -> None:
+        self.summary.exit_code = max(self.summary.exit_code, getattr(error, "exit_code", 1))
         if sources is None:
             sources = self._sources_or_base(rel)
         target = self._move_on(path, self.layout.failed / rel, rel)

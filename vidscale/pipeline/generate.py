@@ -7,6 +7,9 @@
 4. each cascade stage: upsample the clean latent (latent space), re-noise with one noise draw and
    denoise the remaining steps with dilation, scale fusion and detail control (``refine``);
 5. decode and write the clip (temporary name, renamed on success).
+
+:func:`plan_generate` (``--dry-run``) makes step 1's checks, and those of the model and the
+output, without running anything.
 """
 
 from __future__ import annotations
@@ -15,24 +18,29 @@ import re
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..atomic import check_target
+from ..atomic import check_target, check_writable, make_folder
 from ..errors import SettingsError
 from ..freescale import freescale_patches, restrained_dilation, temporal_windows, upsample_latent
 from ..media import VideoWriter
-from ..media.codecs import output_suffix
-from ..model import VideoCrafter2
+from ..media.codecs import codec_spec, output_suffix
+from ..model import VideoCrafter2, resolve_model_path
 from ..progress import Progress
 from ..settings import Settings
+from ..work.plan import estimate_seconds, generate_tflops
 from .base import sample_base
 from .conditioning import prompt_eps_fn
 from .loading import load_model
 from .refine import Denoiser, refine
 from .result import GenerateResult
 from .upscale import to_rgb16
+
+
+VC2_FPS = 28  # VC2's official script conditions on 28 fps; the clip is written at that rate
 
 
 def cascade_factors(settings: Settings) -> list[int]:
@@ -48,9 +56,33 @@ def cascade_factors(settings: Settings) -> list[int]:
 
 
 def default_output(settings: Settings) -> Path:
-    slug = re.sub(r"[^a-z0-9]+", "-", settings.sampling.prompt.lower()).strip("-")[:48] or "clip"
+    """``SLUG_WxH.mp4`` in the current folder; the slug keeps the prompt's letters in any script."""
+    slug = re.sub(r"[\W_]+", "-", settings.sampling.prompt.lower()).strip("-")[:48].strip("-") or "clip"
     g = settings.generate
     return Path(f"{slug}_{g.width}x{g.height}{output_suffix(settings.output.codec)}")
+
+
+def check_output(output: Path, settings: Settings) -> None:
+    """Before any sampling: the output's suffix must suit the codec, its folder be writable."""
+    codec_spec(settings.output.codec).container_for(output, settings.output.codec)
+    check_writable(output.parent)
+
+
+def plan_generate(settings: Settings, *, output: Path | None = None) -> dict[str, Any]:
+    """``generate --dry-run``: what :func:`generate_clip` checks before it starts (sizes, output
+    name and folder, the weights), and what it would make; nothing is loaded or written."""
+    factors = cascade_factors(settings)
+    output = Path(output) if output is not None else default_output(settings)
+    check_output(output, settings)
+    g = settings.generate
+    tflops = generate_tflops(settings)
+    return {"engine": "videocrafter2 + freescale cascade", "output": str(output),
+            "codec": settings.output.codec, "model": str(resolve_model_path(settings.model.path)),
+            "width": g.width, "height": g.height, "frames": g.frames,
+            "frame_rate": settings.sampling.fps or VC2_FPS, "steps": settings.sampling.steps,
+            "stages": [f"{g.base_width}x{g.base_height}"] + [
+                f"{g.base_width * f}x{g.base_height * f}" for f in factors],
+            "tflops_total": tflops, "estimate_seconds": estimate_seconds(tflops)}
 
 
 def reschedule_noise(noise: torch.Tensor, window: int, stride: int, generator: torch.Generator) -> torch.Tensor:
@@ -76,11 +108,13 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
     factors = cascade_factors(settings)
     output = Path(output) if output is not None else default_output(settings)
     check_target(output, overwrite=overwrite)
+    check_output(output, settings)
+    make_folder(output.parent, exit_code=2)
     g, sampling, method = settings.generate, settings.sampling, settings.freescale
     # 2. model
     model = model or load_model(settings.model)
     generator = torch.Generator(model.device).manual_seed(sampling.seed)
-    fps = sampling.fps or 28  # VC2's official script conditions on 28
+    fps = sampling.fps or VC2_FPS
     eps_fn = prompt_eps_fn(model, sampling, fps=fps)
     # 3. base stage
     base_latent = (g.base_height // 8, g.base_width // 8)

@@ -39,6 +39,11 @@ ACTIVATION_ELEMENTS_PER_TOKEN = 320 * 24
 # Largest latent map (tokens per frame) for which global spatial attention is planned; above it
 # scale fusion falls back to neighbourhood patch attention only (1280x2048 -> 160x256 = 40960).
 MAX_GLOBAL_TOKENS = 160 * 256
+# ASSUMED sustained bf16 throughput of one GPU per device class, in TFLOP/s, for --dry-run's time
+# estimates: about 30 % of each class's dense bf16 datasheet peak (H100 SXM 989, A100 312,
+# RTX 4090 165 with fp32 accumulation). Assumptions, not measurements: no GPU run has been timed
+# yet. The estimate counts the UNet's FLOPs only (VAE, reading and encoding are left out).
+ASSUMED_TFLOPS = {"H100-class GPU": 300.0, "A100-class GPU": 95.0, "RTX 4090-class GPU": 50.0}
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,49 @@ def describe_plan(plan: dict[str, Any]) -> str:
     return "\n".join(lines + [f"note      {note}" for note in plan["notes"]])
 
 
+def estimate_seconds(tflops: float) -> dict[str, float]:
+    """Seconds ``tflops`` of UNet work take per device class at its ``ASSUMED_TFLOPS``."""
+    return {device: round(tflops / rate, 1) for device, rate in ASSUMED_TFLOPS.items()}
+
+
+def describe_estimate(tflops: float) -> str:
+    """``--dry-run``'s estimate line: time per device class, with the assumption it rests on."""
+    times = "; ".join(f"~{_duration(seconds)} on an {device} at an assumed {ASSUMED_TFLOPS[device]:g} "
+                      "TFLOP/s bf16 sustained" for device, seconds in estimate_seconds(tflops).items())
+    return f"{times} (an estimate: {tflops:g} TFLOP of UNet work over assumed, not measured, throughput)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def generate_tflops(settings: Settings) -> float:
+    """UNet TFLOP of ``vidscale generate``: full sampling at the base size, then each cascade
+    stage's steps after the restart at its size (same cost model as an upscale plan)."""
+    g, sampling = settings.generate, settings.sampling
+    batch = 2 if sampling.guidance_scale > 1 else 1
+    height, width = g.base_height // VAE_FACTOR, g.base_width // VAE_FACTOR
+    base = height * width
+    total = sampling.steps * unet_tflops(g.frames, base, base, batch)
+    refine_steps = sampling.steps - int(settings.freescale.restart_fraction * sampling.steps)
+    factor = 2
+    while g.base_width * factor <= g.width:
+        fusion, _notes = _fusion_mode(settings.freescale.fusion, (height * factor, width * factor))
+        tokens = base * factor * factor
+        total += refine_steps * unet_tflops(g.frames, tokens, _attended(fusion, tokens, base), batch)
+        factor *= 2
+    return round(total, 1)
+
+
+def _attended(fusion: str, tokens: int, base_tokens: int) -> int:
+    """Tokens each query attends to: all of them with global attention, else a base window."""
+    return tokens if fusion in ("off", "reference", "fast") else min(tokens, base_tokens)
+
+
 def window_count(frames: int, window: int, stride: int) -> int:
     """Temporal windows covering ``frames`` (plus one ending on the last frame if needed)."""
     if window <= 0 or frames <= window:
@@ -237,7 +285,7 @@ def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: S
         notes.append(f"latent {latent[0]}x{latent[1]} over budget: {len(tiles)} tiles of {tile[0]}x{tile[1]}")
     chunks = plan_chunks(frames, max(1, min(settings.jobs.chunk_frames, fit)), settings.jobs.overlap_frames)
     tokens = tile[0] * tile[1]
-    attended = tokens if fusion in ("off", "reference", "fast") else min(tokens, base_latent[0] * base_latent[1])
+    attended = _attended(fusion, tokens, base_latent[0] * base_latent[1])
     longest = max(c.end - c.start for c in chunks)
     steps = settings.sampling.steps - int(settings.freescale.restart_fraction * settings.sampling.steps)
     return UpscalePlan(

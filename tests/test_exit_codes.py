@@ -1,0 +1,245 @@
+"""Every row of the README's exit-status table, run for real: the documented code is the code.
+
+Each case below is keyed by its row's text, so a row without a check, or a check without a row,
+fails ``test_every_row_has_a_check``. Cases run the real CLI (click's CliRunner, in-process) on
+tiny clips with the lanczos engine; two need a separate process (a signal, a full disk).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from click.testing import CliRunner
+
+from vidscale.cli import main
+from watch_helpers import LANCZOS, full_disk_after, start_watch, status, wait_for
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+ONCE = ["--once", "--settle", "0", "-q"]
+
+
+def exit_table() -> dict[str, int]:
+    """``{case: code}`` from the table under the README's "### Exit status" heading."""
+    section = README.read_text(encoding="utf-8").split("### Exit status", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (.+?) \| ([0-9]) \|$", section, flags=re.MULTILINE)
+    return {case: int(code) for case, code in rows}
+
+
+def vidscale(*args: object, expect: str = "") -> int:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    assert expect in result.output, result.output
+    return result.exit_code
+
+
+def unwritable(tmp_path: Path) -> Path:
+    """A folder nobody may write in: chmod 555, or /proc where root ignores modes."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        return Path("/proc")
+    return folder
+
+
+def small_clip(tmp_path: Path, make_clip) -> Path:
+    """A 4-frame clip of its own, ``a.mp4`` in the test's folder."""
+    path = tmp_path / "a.mp4"
+    shutil.copyfile(make_clip(frames=4), path)
+    return path
+
+
+def every_output_made(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    return vidscale("upscale", clip, "--out-dir", tmp_path / "out", *LANCZOS, expect="done")
+
+
+def output_exists(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    (tmp_path / "a_2x.mov").write_bytes(b"an earlier result")
+    return vidscale("upscale", clip, *LANCZOS, expect="(--overwrite replaces it)")
+
+
+def input_is_an_earlier_output(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    shutil.copyfile(clip, tmp_path / "a_2x.mov")
+    return vidscale("upscale", tmp_path, *LANCZOS, expect=f"it is the output of {clip}")
+
+
+def upscale_dry_run(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    return vidscale("upscale", clip, "--dry-run", "--model", "tiny", expect="estimate")
+
+
+def generate_output_exists(tmp_path, make_clip):
+    (tmp_path / "fox.mp4").write_bytes(b"an earlier result")
+    return vidscale("generate", "a fox", "-o", tmp_path / "fox.mp4", expect="--overwrite")
+
+
+def generate_dry_run(tmp_path, make_clip):
+    return vidscale("generate", "a fox", "-o", tmp_path / "fox.mp4", "--dry-run", "--model", "tiny",
+                    expect="estimate")
+
+
+def watch_once_all_done(tmp_path, make_clip):
+    return vidscale("watch", tmp_path / "inbox", "--create", *ONCE)
+
+
+def watch_stopped_by_a_signal(tmp_path, make_clip):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    watch = start_watch(inbox, "--poll", log=tmp_path / "watch.log")
+    try:
+        wait_for(lambda: status(inbox).get("state") == "watching", 30, watch, "a watching status")
+        code = watch.stop(signal.SIGINT)
+    finally:
+        if watch.alive():
+            watch.process.kill()
+    assert "stopping after the current chunk; Ctrl-C again to stop now" in watch.output()
+    return code
+
+
+def job_failed(tmp_path, make_clip):
+    big = make_clip(width=320, height=240, frames=4)  # its 640x480 ProRes output passes 64 KB
+    done = subprocess.run([sys.executable, "-m", "vidscale", "upscale", str(big), "--out-dir",
+                           str(tmp_path / "out"), "-q", *LANCZOS], capture_output=True, text=True,
+                          timeout=120, preexec_fn=full_disk_after(64_000))
+    assert "cannot write" in done.stderr, done.stderr
+    return done.returncode
+
+
+def watch_job_failed(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    (inbox / "sub").mkdir(parents=True)
+    shutil.copyfile(clip, inbox / "sub" / "a.mp4")
+    out.mkdir()
+    (out / "sub").write_text("a file where the output folder out/sub must go")
+    return vidscale("watch", inbox, "--out-dir", out, *ONCE, *LANCZOS)
+
+
+def usage_error(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    return vidscale("upscale", clip, "--scale", "3")
+
+
+def missing_input(tmp_path, make_clip):
+    return vidscale("upscale", tmp_path / "nope.mp4", *LANCZOS, expect="no such file; check the path")
+
+
+def not_a_video(tmp_path, make_clip):
+    (tmp_path / "notes.mp4").write_text("not a clip")
+    return vidscale("upscale", tmp_path / "notes.mp4", *LANCZOS, expect="check that the file plays")
+
+
+def folder_without_video(tmp_path, make_clip):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("not a clip")
+    return vidscale("upscale", tmp_path / "docs", *LANCZOS, expect="none is a video: notes.txt")
+
+
+def damaged_clip_in_a_folder(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    (tmp_path / "cut.mov").write_bytes(os.urandom(3000))
+    code = vidscale("upscale", tmp_path, "--out-dir", tmp_path / "out", *LANCZOS, expect="1 done")
+    assert (tmp_path / "out" / "a_2x.mov").exists()
+    return code
+
+
+def two_inputs_one_output(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    (tmp_path / "b").mkdir()
+    shutil.copyfile(clip, tmp_path / "b" / "a.mov")
+    return vidscale("upscale", clip, tmp_path / "b" / "a.mov", "--out-dir", tmp_path / "out", *LANCZOS,
+                    expect="is also the output of")
+
+
+def suffix_does_not_suit_the_codec(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    return vidscale("upscale", clip, "-o", tmp_path / "x.mp4", *LANCZOS, expect="rename the output")
+
+
+def output_folder_unwritable(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    return vidscale("upscale", clip, "--out-dir", unwritable(tmp_path) / "out", *LANCZOS,
+                    expect="output folder")
+
+
+def bad_preset(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    return vidscale("upscale", clip, "--preset", "nope", expect="unknown preset")
+
+
+def weights_not_found(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    return vidscale("upscale", clip, "--model", tmp_path / "nowhere", expect="huggingface.co")
+
+
+def frames_select_nothing(tmp_path, make_clip):
+    clip = small_clip(tmp_path, make_clip)
+    return vidscale("upscale", clip, "--frames", "100:200", *LANCZOS, expect="select nothing")
+
+
+def watch_inbox_missing(tmp_path, make_clip):
+    return vidscale("watch", tmp_path / "inbx", *ONCE, expect="--create")
+
+
+def watch_out_dir_unwritable(tmp_path, make_clip):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    return vidscale("watch", inbox, "--out-dir", unwritable(tmp_path) / "out", *ONCE, expect="cannot write")
+
+
+def watch_not_a_video(tmp_path, make_clip):
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "junk.mp4").write_bytes(os.urandom(3000))
+    return vidscale("watch", tmp_path / "inbox", *ONCE, *LANCZOS)
+
+
+CASES: dict[str, Callable[..., int]] = {
+    "`upscale`: every output made": every_output_made,
+    "`upscale`: the output exists, no `--overwrite` (skipped, the line names `--overwrite`)": output_exists,
+    "`upscale`: an input is an earlier run's output (skipped)": input_is_an_earlier_output,
+    "`upscale --dry-run`: every check passes": upscale_dry_run,
+    "`generate`: the output exists, no `--overwrite` (skipped)": generate_output_exists,
+    "`generate --dry-run`: every check passes": generate_dry_run,
+    "`watch --once`: every clip done, or nothing there": watch_once_all_done,
+    "`watch` stopped by Ctrl-C or SIGTERM (failed clips are in `failed/`)": watch_stopped_by_a_signal,
+    "`upscale`: a job failed while running (full disk, ...)": job_failed,
+    "`watch --once`: a clip's job failed (unwritable output subfolder, ...)": watch_job_failed,
+    "a usage error: unknown option or bad option value": usage_error,
+    "an input file does not exist": missing_input,
+    "an input file is not a readable video": not_a_video,
+    "a folder without any video (the message names what it found)": folder_without_video,
+    "a damaged clip found in a folder (the other clips still run)": damaged_clip_in_a_folder,
+    "two inputs would write the same output": two_inputs_one_output,
+    "the output's suffix does not suit the codec (`-o x.mp4` with ProRes)": suffix_does_not_suit_the_codec,
+    "the output folder cannot be written": output_folder_unwritable,
+    "an unknown preset, or a bad key or value in one": bad_preset,
+    "VideoCrafter2 weights not found (freescale, generate)": weights_not_found,
+    "`--frames` selects nothing": frames_select_nothing,
+    "`watch`: INBOX does not exist (without `--create`)": watch_inbox_missing,
+    "`watch`: the `--out-dir` cannot be written": watch_out_dir_unwritable,
+    "`watch --once`: a dropped file is not a video": watch_not_a_video,
+}
+
+
+def test_every_row_has_a_check():
+    table = exit_table()
+    assert len(table) >= 20, "README.md's exit-status table is missing or was cut short"
+    assert set(table) == set(CASES)
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=lambda case: re.sub(r"\W+", "-", case).strip("-")[:50])
+def test_the_documented_exit_code(case, tmp_path, make_clip):
+    expected = exit_table().get(case)
+    assert expected is not None, f"no README row for {case!r}"
+    assert CASES[case](tmp_path, make_clip) == expected
