@@ -125,7 +125,7 @@ def test_the_new_edit_plays_the_same_frames_from_upscaled_ranges(edit, tmp_path)
     names = sorted(item.output.name for item in summary.batch.items if item.status == "done")
     # a1+a2 with handles: 3-15 merged; a3: 21-27; b1: 1-9; the missing file fails alone
     assert names == sorted([f"{a.stem}_3-15_2x.mov", f"{a.stem}_21-27_2x.mov", f"{b.stem}_1-9_2x.mov"])
-    assert summary.batch.failed == 1 and summary.exit_code == 1
+    assert summary.batch.failed == 1 and summary.exit_code == 2  # worst item: a missing media file is bad input
     assert [use.name for use in summary.kept] == ["missing"]
 
     old = otio.adapters.read_from_file(str(path)).find_clips()
@@ -174,7 +174,7 @@ def test_cli_exit_codes_and_a_missing_adapter(edit, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["timeline", str(path), "-o", str(tmp_path / "n.otio"),
                                   "--preset", "preview-lanczos-2x", "--json", "--handles", "0"])
-    assert result.exit_code == 1, result.output  # the batch rule: one of four ranges failed
+    assert result.exit_code == 2, result.output  # the one rule: worst item; the missing file is bad input
     report = json.loads(result.stdout)
     assert report["failed"] == 1 and report["relinked"] == 4
     (tmp_path / "cut.edl").write_text("TITLE: cut\n")
