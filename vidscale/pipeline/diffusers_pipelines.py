@@ -67,11 +67,13 @@ class VideoCrafter2Pipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
         """diffusers' loader; a folder whose only code is vidscale's import lines loads without
-        ``trust_remote_code`` (any other code still needs the caller's explicit trust)."""
+        ``trust_remote_code`` (any other code still needs the caller's explicit trust). The folder
+        names :class:`VideoCrafter2Pipeline`; the other classes take its components."""
         folder = Path(pretrained_model_name_or_path)
         if folder.is_dir() and is_vidscale_code(folder):
             kwargs.setdefault("trust_remote_code", True)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        pipeline = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return pipeline if type(pipeline) is cls else cls.from_pipe(pipeline)
 
     @property
     def base_size(self) -> tuple[int, int]:
