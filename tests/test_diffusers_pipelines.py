@@ -124,8 +124,8 @@ def test_upscale_pipeline_gives_the_frames_vidscale_upscale_writes(folder, pipe,
     clip = make_clip(width=64, height=48, frames=5)
     overrides = {"jobs.chunk_frames": 4, "jobs.overlap_frames": 2, "sampling.steps": 2}
     monkeypatch.setattr(upscale_module, "VideoWriter", KeepFrames)
-    settings = load_settings("prores-hq-2x", {"model.path": str(folder), "model.device": "cpu",
-                                              "model.dtype": "fp32", **overrides})
+    settings = load_settings(None, {"model.path": str(folder), "model.device": "cpu", "model.dtype": "fp32",
+                                    **overrides})  # `vidscale upscale` without --preset
     upscale_clip(clip, tmp_path / "out.mov", settings, model=pipe.videocrafter2())
     cli = np.concatenate(KeepFrames.frames)
     info = probe(clip)

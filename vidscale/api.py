@@ -62,12 +62,13 @@ def probe(path: str | Path) -> VideoInfo:
     return _probe(Path(path))
 
 
-def upscale(path: str | Path, output: str | Path | None = None, *, preset: str | Path | None = "prores-hq-2x",
+def upscale(path: str | Path, output: str | Path | None = None, *, preset: str | Path | None = None,
             model: str | Path | None = None, frames: tuple[int, int | None] | None = None, overwrite: bool = False,
             progress: bool = False, **settings: Any):
     """Upscale one clip with the preset's engine (``vidscale upscale PATH -o OUTPUT``); returns its
-    :class:`~vidscale.pipeline.result.UpscaleResult`. ``output`` defaults to ``NAME_2x.mov`` beside
-    the input; ``frames=(start, end)`` takes only those frames (end exclusive)."""
+    :class:`~vidscale.pipeline.result.UpscaleResult`. ``preset=None`` is the defaults, as without
+    ``--preset``; ``output`` defaults to ``NAME_2x.mov`` beside the input; ``frames=(start, end)``
+    takes only those frames (end exclusive)."""
     from .jobs.batch import default_output
 
     chosen = _settings(preset, model, settings)

@@ -57,7 +57,7 @@ class VideoCrafter2Pipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _callback_tensor_inputs = ["latents"]
-    default_preset = "t2v-640p"  # the settings `vidscale generate` starts from
+    default_preset: str | None = "t2v-640p"  # the settings `vidscale generate` starts from
 
     def __init__(self, unet: VC2UNet, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: ClipTokenizer,
                  scheduler: VC2Schedule):
@@ -91,7 +91,8 @@ class VideoCrafter2Pipeline(DiffusionPipeline):
 
     def settings(self, preset: str | os.PathLike | Settings | None, overrides: Mapping[str, Any] | None,
                  named: Mapping[str, Any]) -> Settings:
-        """The preset (a name, a .toml path or Settings), then dotted ``overrides``, then named arguments."""
+        """The preset (a name, a .toml path or Settings; None: the CLI's default), then dotted
+        ``overrides``, then the named arguments that are not None."""
         base = preset if isinstance(preset, Settings) else load_settings(preset or self.default_preset)
         return base.replace(dict(overrides or {}), source="overrides").replace(named, source="pipeline argument")
 
@@ -168,7 +169,7 @@ class FreeScalePipeline(VideoCrafter2Pipeline):
 class VideoCrafter2UpscalePipeline(VideoCrafter2Pipeline):
     """Frames in, frames 2x (or 4x) larger out: ``vidscale upscale --engine freescale`` on an array."""
 
-    default_preset = "prores-hq-2x"  # the settings `vidscale upscale` starts from
+    default_preset = None  # `vidscale upscale` without --preset starts from the defaults
 
     @torch.no_grad()
     def __call__(self, video: np.ndarray | torch.Tensor | Sequence[PIL.Image.Image], prompt: str | None = None,
