@@ -85,6 +85,26 @@ def test_diffusers_loads_the_folder_as_the_vidscale_pipeline(folder, pipe):
         (folder / "tokenizer" / "clip_tokenizer.py").write_text("from vidscale.model.tokenizer import ClipTokenizer\n")
 
 
+def test_a_folder_of_the_first_format_still_loads(folder, tmp_path):
+    """vidscale 0.1.0 wrote every component's weights as model.safetensors and ``"format": 1``."""
+    import json
+    import shutil
+    old = tmp_path / "old"
+    shutil.copytree(folder, old, ignore=shutil.ignore_patterns("*.py", "scheduler"))
+    for component in ("unet", "vae"):
+        (old / component / "diffusion_pytorch_model.safetensors").rename(old / component / "model.safetensors")
+        config = json.loads((old / component / "config.json").read_text())
+        (old / component / "config.json").write_text(json.dumps({k: v for k, v in config.items()
+                                                                  if not k.startswith("_")}))
+    (old / "model_index.json").write_text(json.dumps({"format": 1, "converted_from": {"file": "model.ckpt"},
+                                                      "base_size": [320, 512]}))
+    loaded, new = load_videocrafter2(old), load_videocrafter2(folder)
+    assert loaded.name == "VideoCrafter2 (model.ckpt)"
+    for name in ("unet", "vae", "text_encoder"):
+        assert all(torch.equal(a, b) for a, b in zip(getattr(loaded, name).state_dict().values(),
+                                                     getattr(new, name).state_dict().values())), name
+
+
 def test_freescale_pipeline_gives_the_frames_vidscale_generate_writes(folder, pipe, tmp_path, monkeypatch):
     monkeypatch.setattr(generate_module, "VideoWriter", KeepFrames)
     settings = load_settings("t2v-640p", {
