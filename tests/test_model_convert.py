@@ -19,8 +19,9 @@ from vidscale.errors import CheckpointError, ModelNotFoundError, OutputError
 from vidscale.model import load_videocrafter2
 from vidscale.model.checkpoint import read_checkpoint
 from vidscale.model.convert import convert_checkpoint, convert_original
-from vidscale.model.folder import COMPONENTS, VOCAB_NAME, WEIGHTS
+from vidscale.model.folder import COMPONENTS, WEIGHTS
 from vidscale.model.keymap import TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX
+from vidscale.model.tokenizer import VOCAB_NAME
 from vidscale.model.videocrafter2 import build_modules
 
 
@@ -110,7 +111,8 @@ def test_converting_twice_gives_identical_files(tmp_path, tiny_ckpt, vocab):
     for dest in ("a", "b"):
         convert_checkpoint(tiny_ckpt, tmp_path / dest, vocab=vocab, log=lambda _m: None)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 8  # index, 3 configs, 3 weights, vocabulary
+    # index, pipeline code line, 3 configs, 3 weights, vocabulary, tokenizer code line, scheduler config
+    assert len(files) == 11
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
@@ -134,7 +136,7 @@ def test_original_checkpoint_loads_directly(tmp_path, tiny_ckpt, vocab):
 def test_a_folder_with_a_missing_tensor_fails_strictly(tmp_path, tiny_ckpt, vocab):
     from safetensors.torch import load_file, save_file
     convert_checkpoint(tiny_ckpt, tmp_path / "vc2", vocab=vocab, log=lambda _m: None)
-    weights = tmp_path / "vc2" / "unet" / WEIGHTS
+    weights = tmp_path / "vc2" / "unet" / WEIGHTS["unet"]
     state = load_file(weights)
     state.pop("conv_in.bias")
     save_file(state, weights)

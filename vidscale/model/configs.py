@@ -17,6 +17,7 @@ import torch
 from ..errors import CheckpointError
 
 LATENT_SCALE = 0.18215
+BASE_LATENT = [40, 64]  # VC2 was trained at 320x512: the UNet config's sample_size
 INIT_ATTN_HEADS = 8
 TEXT_HEAD_CHANNELS = 64
 
@@ -43,7 +44,8 @@ def unet_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     up = ["CrossAttnUpBlock3D" if a else "UpBlock3D" for a in reversed(attention)]
     context = shape(f"input_blocks.{first[attention.index(True)]}.1.transformer_blocks.0.attn2.to_k.weight")[1]
     shape("fps_embedding.0.weight")
-    return {"in_channels": shape("input_blocks.0.0.weight")[1], "out_channels": shape("out.2.weight")[0],
+    return {"sample_size": BASE_LATENT,
+            "in_channels": shape("input_blocks.0.0.weight")[1], "out_channels": shape("out.2.weight")[0],
             "down_block_types": down, "up_block_types": up, "block_out_channels": widths,
             "layers_per_block": layers, "cross_attention_dim": context, "norm_num_groups": 32,
             "attention_head_dim": shape("init_attn.0.proj_in.weight")[0] // INIT_ATTN_HEADS}
@@ -77,7 +79,7 @@ def text_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 
 # Tiny configs: the same classes at toy widths, for tests and `--model tiny`.
-TINY_UNET = {"in_channels": 4, "out_channels": 4, "block_out_channels": [32, 64, 64, 64], "layers_per_block": 2,
+TINY_UNET = {"sample_size": [8, 8], "in_channels": 4, "out_channels": 4, "block_out_channels": [32, 64, 64, 64], "layers_per_block": 2,
              "down_block_types": ["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"],
              "up_block_types": ["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3,
              "cross_attention_dim": 32, "norm_num_groups": 32, "attention_head_dim": 8}

@@ -13,7 +13,7 @@ from .checkpoint import read_checkpoint
 from .configs import text_config, unet_config, vae_config
 from .folder import save_folder
 from .keymap import convert_state, split_components, text_key, unet_key, vae_key
-from .tokenizer import find_vocab
+from .tokenizer import ClipTokenizer, find_vocab
 
 
 def convert_original(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, dict], dict[str, dict[str, torch.Tensor]]]:
@@ -43,15 +43,13 @@ def convert_checkpoint(checkpoint: Path, dest: Path, *, trust_pickle: bool = Fal
     state = read_checkpoint(checkpoint, trust_pickle=trust_pickle)
     configs, states = convert_original(state)
     try:
-        vocab_file = find_vocab(explicit=vocab)
+        tokenizer = ClipTokenizer.from_file(find_vocab(explicit=vocab))
     except ModelNotFoundError as exc:
         if vocab is not None:
             raise
-        vocab_file = None
+        tokenizer = None
         log(f"note: {exc}\nThe folder is written without it; it is needed before generating.")
-    index = {"converted_from": {"file": checkpoint.name, "bytes": checkpoint.stat().st_size},
-             "base_size": [320, 512]}
-    save_folder(dest, configs, states, index, vocab_file)
+    save_folder(dest, configs, states, tokenizer, {"file": checkpoint.name, "bytes": checkpoint.stat().st_size})
     for name in configs:
         count = sum(t.numel() for t in states[name].values())
         log(f"{name:14} {len(states[name]):5d} tensors {count:>14,d} params")

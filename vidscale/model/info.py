@@ -18,7 +18,7 @@ def describe_model(path: str | Path | None) -> dict[str, Any]:
         for name in COMPONENTS:
             count, dtype = weight_summary(Path(resolved), name)
             components[name] = {"parameters": count, "dtype": dtype}
-        return {"path": str(resolved), "converted_from": index.get("converted_from"), "components": components}
+        return {"path": str(resolved), "converted_from": index.get("_converted_from") or index.get("converted_from"), "components": components}
     model = load_videocrafter2(resolved)
     modules = {"unet": model.unet, "vae": model.vae, "text_encoder": model.text_encoder}
     return {"path": str(resolved), "test_model": model.is_test_model,

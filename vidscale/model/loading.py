@@ -66,10 +66,11 @@ def load_videocrafter2(path: str | Path, *, device: torch.device | str = "cpu",
         index = read_index(path)
         configs = {name: read_config(path, name) for name in COMPONENTS}
         states = {name: read_weights(path, name, device) for name in COMPONENTS}
-        model_dir, name = path, index.get("converted_from", {}).get("file", path.name)
+        origin = index.get("_converted_from") or index.get("converted_from") or {}
+        model_dir, name = path, origin.get("model") or f"VideoCrafter2 ({origin.get('file', path.name)})"
     elif path.is_file():
         configs, states = convert_original(read_checkpoint(path))
-        model_dir, name = None, path.name
+        model_dir, name, origin = None, f"VideoCrafter2 ({path.name})", {}
     else:
         raise ModelNotFoundError(f"{path}: neither a converted model folder (model_index.json) nor a "
                                  f"checkpoint file. Download model.ckpt from {DOWNLOAD}")
@@ -78,4 +79,7 @@ def load_videocrafter2(path: str | Path, *, device: torch.device | str = "cpu",
     if tokenizer.vocab_size != configs["text_encoder"]["vocab_size"]:
         raise CheckpointError(f"{vocab_file}: gives {tokenizer.vocab_size} token ids, the text encoder has "
                               f"{configs['text_encoder']['vocab_size']}: not CLIP's vocabulary (or truncated)")
-    return assemble(configs, states, tokenizer=tokenizer, name=f"VideoCrafter2 ({name})", device=device, dtype=dtype)
+    base = configs["unet"].get("sample_size") or (40, 64)  # format 1 folders: VC2's 320x512
+    return assemble(configs, states, tokenizer=tokenizer, name=name, device=device, dtype=dtype,
+                    is_test_model=bool(origin.get("test_model")),  # a saved tiny model stays labelled random
+                    base_height=base[0] * 8, base_width=base[1] * 8)

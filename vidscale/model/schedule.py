@@ -5,6 +5,10 @@ VC2 was trained with ``q_sample(z0, t) = sqrt(ab_t) * s_t * z0 + sqrt(1 - ab_t) 
 rescales the predicted clean latent by ``s_prev / s_t``; a stock DDIM scheduler without that drifts
 by up to 1/0.7 over the last steps. This class is stateless: timesteps and every step are functions
 of their arguments, so chunks and resumed runs share one schedule object safely.
+
+It is also a diffusers scheduler component (``scheduler/scheduler_config.json`` in a model folder):
+``ConfigMixin`` saves and loads its one switch, ``SchedulerMixin`` is what diffusers' pipeline
+loader recognises.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from diffusers import ConfigMixin, SchedulerMixin
+from diffusers.configuration_utils import register_to_config
 
 T = 1000
 
@@ -22,9 +28,12 @@ class StepOutput:
     pred_z0: torch.Tensor  # the unscaled clean latent
 
 
-class VC2Schedule:
+class VC2Schedule(SchedulerMixin, ConfigMixin):
     """scaled_linear betas 0.00085 -> 0.012, leading spacing with offset 1, alpha_prev(0) = ab_0."""
 
+    config_name = "scheduler_config.json"
+
+    @register_to_config
     def __init__(self, scale_correction: bool = True):
         betas = torch.linspace(0.00085**0.5, 0.012**0.5, T, dtype=torch.float64) ** 2
         self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)

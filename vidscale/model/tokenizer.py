@@ -77,6 +77,19 @@ class ClipTokenizer:
         return cls(merges)
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **_loading: object) -> ClipTokenizer:
+        """The merges file in a model folder's ``tokenizer/`` (what diffusers' pipeline loader calls)."""
+        return cls.from_file(Path(pretrained_model_name_or_path) / VOCAB_NAME)
+
+    def save_pretrained(self, save_directory: str | Path, **_saving: object) -> None:
+        """Write the merges as ``VOCAB_NAME``, gzipped without a timestamp (same tokenizer, same bytes)."""
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        text = "#version: saved by vidscale\n" + "".join(f"{a} {b}\n" for a, b in self.ranks)
+        with open(folder / VOCAB_NAME, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as handle:
+            handle.write(text.encode("utf-8"))
+
+    @classmethod
     def byte_level(cls) -> ClipTokenizer:
         """No merges: 514 ids (bytes, bytes ending a word, start, end). For the tiny test models."""
         return cls([])

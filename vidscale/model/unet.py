@@ -5,6 +5,12 @@ through its own two-layer MLP and ADDS it to the time embedding before that is r
 frame. diffusers has no slot for it, so the subclass computes the fps embedding for the call and
 a forward hook on ``time_embedding`` adds it; everything else is the parent's forward, which is
 why the attention processors that FreeScale installs work unchanged.
+
+The constructor spells out the parent's parameters (``@register_to_config`` reads names from the
+signature), so ``from_config``, ``save_pretrained`` / ``from_pretrained`` rebuild exactly the
+model that ``.config`` describes. The fps embedding has no parameters of its own: it reads the
+same sinusoidal projection as the timestep (width ``block_out_channels[0]``) and must produce the
+time embedding's width (4x that), so both follow from the parent's config.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import UNet3DConditionModel
+from diffusers import ModelMixin, UNet3DConditionModel  # ModelMixin: diffusers' pipeline loader looks it up here
+from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding
 from torch import nn
 
@@ -21,12 +28,50 @@ from torch import nn
 class VC2UNet(UNet3DConditionModel):
     """``UNet3DConditionModel`` whose forward also takes ``fps`` (VC2 was trained with it)."""
 
-    def __init__(self, **config: Any):
-        super().__init__(**config)
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int | tuple[int, int] | None = None,  # latent (h, w) VC2 was trained at: (40, 64)
+        in_channels: int = 4,
+        out_channels: int = 4,
+        down_block_types: tuple[str, ...] = ("CrossAttnDownBlock3D",) * 3 + ("DownBlock3D",),
+        up_block_types: tuple[str, ...] = ("UpBlock3D",) + ("CrossAttnUpBlock3D",) * 3,
+        block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280),
+        layers_per_block: int = 2,
+        downsample_padding: int = 1,
+        mid_block_scale_factor: float = 1,
+        act_fn: str = "silu",
+        norm_num_groups: int | None = 32,
+        norm_eps: float = 1e-5,
+        cross_attention_dim: int = 1024,
+        attention_head_dim: int | tuple[int, ...] = 64,
+        num_attention_heads: int | tuple[int, ...] | None = None,
+        time_cond_proj_dim: int | None = None,
+    ):
+        super().__init__(
+            sample_size=sample_size, in_channels=in_channels, out_channels=out_channels,
+            down_block_types=down_block_types, up_block_types=up_block_types,
+            block_out_channels=block_out_channels, layers_per_block=layers_per_block,
+            downsample_padding=downsample_padding, mid_block_scale_factor=mid_block_scale_factor, act_fn=act_fn,
+            norm_num_groups=norm_num_groups, norm_eps=norm_eps, cross_attention_dim=cross_attention_dim,
+            attention_head_dim=attention_head_dim, num_attention_heads=num_attention_heads,
+            time_cond_proj_dim=time_cond_proj_dim)
         width = self.config.block_out_channels[0]
         self.fps_embedding = TimestepEmbedding(width, width * 4)
         self._fps_emb: torch.Tensor | None = None
         self.time_embedding.register_forward_hook(self._add_fps)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> "VC2UNet":
+        """diffusers' loader, but under half precision GroupNorm stays float32 and is never rounded.
+
+        diffusers would cast every weight to ``torch_dtype`` (its ``_keep_in_fp32_modules`` matches
+        module *names*, which would also catch the LayerNorms called ``norm1``, and needs
+        accelerate), so the weights are read as stored in float32 and cast here instead.
+        """
+        dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
+        model = super().from_pretrained(pretrained_model_name_or_path, torch_dtype=torch.float32, **kwargs)
+        return cast_keeping_group_norm(model, dtype) if dtype not in (None, torch.float32) else model
 
     def _add_fps(self, _module: nn.Module, _inputs: Any, emb: torch.Tensor) -> torch.Tensor:
         if self._fps_emb is None:
@@ -63,3 +108,13 @@ def keep_group_norm_fp32(module: nn.Module) -> nn.Module:
             norm.__class__ = FP32GroupNorm
             norm.float()
     return module
+
+
+def cast_keeping_group_norm(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast ``module``'s floating weights to ``dtype``, except GroupNorm's, which keep their float32
+    values (not rounded and cast back) and normalise in float32 (:func:`keep_group_norm_fp32`)."""
+    norms = {id(t) for m in module.modules() if isinstance(m, nn.GroupNorm) for t in m.parameters(recurse=False)}
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.is_floating_point() and id(tensor) not in norms:
+            tensor.data = tensor.data.to(dtype)
+    return keep_group_norm_fp32(module)

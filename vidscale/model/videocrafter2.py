@@ -35,10 +35,11 @@ class VideoCrafter2:
     is_test_model: bool = False
     base_height: int = 320
     base_width: int = 512
+    execution_device: torch.device | None = None  # where inputs go when offloading keeps weights elsewhere
 
     @property
     def device(self) -> torch.device:
-        return self.unet.conv_in.weight.device
+        return self.execution_device or self.unet.conv_in.weight.device
 
     @property
     def dtype(self) -> torch.dtype:

@@ -18,8 +18,9 @@ import re
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -34,6 +35,7 @@ from ..settings import Settings
 from ..work.plan import estimate_seconds, generate_tflops
 from .base import sample_base
 from .conditioning import prompt_eps_fn
+from .denoise import StepHook
 from .loading import load_model
 from .refine import Denoiser, refine
 from .result import GenerateResult
@@ -79,7 +81,7 @@ def plan_generate(settings: Settings, *, output: Path | None = None) -> dict[str
     return {"engine": "videocrafter2 + freescale cascade", "output": str(output),
             "codec": settings.output.codec, "model": str(resolve_model_path(settings.model.path)),
             "width": g.width, "height": g.height, "frames": g.frames,
-            "frame_rate": settings.sampling.fps or VC2_FPS, "steps": settings.sampling.steps,
+            "frame_rate": generation_fps(settings), "steps": settings.sampling.steps,
             "stages": [f"{g.base_width}x{g.base_height}"] + [
                 f"{g.base_width * f}x{g.base_height * f}" for f in factors],
             "tflops_total": tflops, "estimate_seconds": estimate_seconds(tflops)}
@@ -105,17 +107,46 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
     started = time.perf_counter()
     progress = progress or Progress(enabled=False)
     # 1. sizes
-    factors = cascade_factors(settings)
+    cascade_factors(settings)
     output = Path(output) if output is not None else default_output(settings)
     check_target(output, overwrite=overwrite)
     check_output(output, settings)
     make_folder(output.parent, exit_code=2)
-    g, sampling, method = settings.generate, settings.sampling, settings.freescale
+    g, sampling = settings.generate, settings.sampling
     # 2. model
     model = model or load_model(settings.model)
     generator = torch.Generator(model.device).manual_seed(sampling.seed)
-    fps = sampling.fps or VC2_FPS
-    eps_fn = prompt_eps_fn(model, sampling, fps=fps)
+    # 3. and 4. base stage and cascade
+    latents = generate_latents(model, settings, generator=generator, progress=progress)
+    # 5. decode and write
+    fps = generation_fps(settings)
+    with VideoWriter(output, width=g.width, height=g.height, source=None, settings=settings.output,
+                     frame_rate=Fraction(fps), overwrite=overwrite) as writer:
+        for frames in decoded_rgb16(model, latents, progress):
+            writer.write(frames)
+    return GenerateResult(output=output, prompt=sampling.prompt, width=g.width, height=g.height,
+                          frames=g.frames, frame_rate=Fraction(fps),
+                          codec=settings.output.codec, seed=sampling.seed,
+                          elapsed_seconds=time.perf_counter() - started, test_model=model.is_test_model)
+
+
+def generation_fps(settings: Settings) -> int:
+    """The frame rate the UNet is conditioned on and the clip is written at."""
+    return settings.sampling.fps or VC2_FPS
+
+
+@torch.no_grad()
+def generate_latents(model: VideoCrafter2, settings: Settings, *, generator: torch.Generator,
+                     progress: Progress | None = None, after_step: StepHook | None = None) -> torch.Tensor:
+    """Steps 3 and 4 in memory: base sampling, then each cascade stage; the final (1, 4, F, h, w) latents.
+
+    The CLI (:func:`generate_clip`) and the diffusers pipelines call this same function, so the
+    same generator state and settings give the same frames. ``after_step`` runs after every
+    denoising step of every stage.
+    """
+    factors = cascade_factors(settings)
+    g, method = settings.generate, settings.freescale
+    eps_fn = prompt_eps_fn(model, settings.sampling, fps=generation_fps(settings))
     # 3. base stage
     base_latent = (g.base_height // 8, g.base_width // 8)
     noise = randn_tensor((1, 4, g.frames, *base_latent), generator=generator, device=model.device,
@@ -123,8 +154,8 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
     if method.temporal_window and g.frames > method.temporal_window:
         noise = reschedule_noise(noise, method.temporal_window, method.temporal_stride, generator)
     with temporal_windows(model.unet, window=method.temporal_window or g.frames, stride=method.temporal_stride):
-        latents = sample_base(model, eps_fn, noise, steps=sampling.steps, eta=sampling.eta, generator=generator,
-                              progress=progress)
+        latents = sample_base(model, eps_fn, noise, steps=settings.sampling.steps, eta=settings.sampling.eta,
+                              generator=generator, progress=progress, after_step=after_step)
     # 4. cascade
     for factor in factors:
         target = (base_latent[0] * factor, base_latent[1] * factor)
@@ -137,15 +168,13 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
             step_patches=lambda _i, f=factor: restrained_dilation(model.unet, levels=method.dilate_levels, dilation=f),
         )
         latents = refine(denoiser, model.schedule, reference, stage_noise, settings, generator=generator,
-                         progress=progress)
-    # 5. decode and write
-    with VideoWriter(output, width=g.width, height=g.height, source=None, settings=settings.output,
-                     frame_rate=Fraction(fps), overwrite=overwrite) as writer:
-        with progress.bar("decode", total=g.frames, unit="frame") as bar:
-            for pixels in model.decoded(latents):
-                writer.write(to_rgb16(pixels))
-                bar.update(pixels.shape[0])
-    return GenerateResult(output=output, prompt=sampling.prompt, width=g.width, height=g.height,
-                          frames=g.frames, frame_rate=Fraction(fps),
-                          codec=settings.output.codec, seed=sampling.seed,
-                          elapsed_seconds=time.perf_counter() - started, test_model=model.is_test_model)
+                         progress=progress, after_step=after_step)
+    return latents
+
+
+def decoded_rgb16(model: VideoCrafter2, latents: torch.Tensor, progress: Progress) -> Iterator[np.ndarray]:
+    """The latents decoded batch by batch as (n, H, W, 3) uint16 RGB: what is written."""
+    with progress.bar("decode", total=latents.shape[2], unit="frame") as bar:
+        for pixels in model.decoded(latents):
+            yield to_rgb16(pixels)
+            bar.update(pixels.shape[0])

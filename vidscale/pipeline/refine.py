@@ -38,12 +38,14 @@ class Denoiser:
 
 def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.Tensor,
            settings: Settings, *, anchor: StepHook | None = None, alpha: torch.Tensor | None = None,
-           generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
+           generator: torch.Generator | None = None, progress=None,
+           after_step: StepHook | None = None) -> torch.Tensor:
     """Denoise ``reference`` (1, C, F, H, W) from the restart step; returns the final latent.
 
     ``reference`` is also what detail control re-noises and what structure guidance steers to;
-    ``anchor`` runs after detail control at every step (chunk anchoring). ``alpha``: a
-    per-pixel detail exponent (:func:`vidscale.pipeline.detail.detail_alpha`) instead of
+    ``anchor`` runs after detail control at every step (chunk anchoring); ``after_step`` sees (and
+    may replace) the latents after every step (a pipeline's callback). ``alpha``: a per-pixel
+    detail exponent (:func:`vidscale.pipeline.detail.detail_alpha`) instead of
     ``settings.freescale.alpha``.
     """
     method, sampling = settings.freescale, settings.sampling
@@ -67,6 +69,7 @@ def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.T
         before_model=before_model,
         model_context=model_context,
         guide_z0=guide_z0 if method.structure_guidance else None,
+        after_step=after_step,
     )
     x = schedule.q_sample(reference, run[0], noise)
     with denoiser.stage_patches():

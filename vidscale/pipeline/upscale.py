@@ -118,7 +118,14 @@ def chunk_inputs(model: VideoCrafter2, info: VideoInfo, plan: UpscalePlan, chunk
     for part in read_frames(info, first + chunk.start, first + chunk.end):
         frames.append(part.frames)
         pts.extend(part.pts)
-    pixels = to_model_pixels(np.concatenate(frames), plan, model)
+    reference = reference_latent(model, plan, np.concatenate(frames), settings)
+    return ChunkInputs(reference=reference, pts=torch.tensor(pts, dtype=torch.int64),
+                       alpha=detail_alpha(settings, info, plan, first + chunk.start, first + chunk.end))
+
+
+def reference_latent(model: VideoCrafter2, plan: UpscalePlan, frames: np.ndarray, settings: Settings) -> torch.Tensor:
+    """(F, H, W, 3) integer RGB frames -> their reference latent at the target size (in memory)."""
+    pixels = to_model_pixels(frames, plan, model)
     latent = model.encode_frames(pixels)
     target = plan.geometry.target_latent_size
     reference = upsample_latent(latent, target, settings.freescale.upsample_mode)
@@ -128,8 +135,7 @@ def chunk_inputs(model: VideoCrafter2, info: VideoInfo, plan: UpscalePlan, chunk
         rgb_latent = model.encode_frames(rgb)
         reference = (rgb_latent if settings.freescale.upsample == "rgb"
                      else latent_frequency_mix(reference, rgb_latent, settings.freescale.mixing_factor))
-    return ChunkInputs(reference=reference, pts=torch.tensor(pts, dtype=torch.int64),
-                       alpha=detail_alpha(settings, info, plan, first + chunk.start, first + chunk.end))
+    return reference
 
 
 def to_model_pixels(frames: np.ndarray, plan: UpscalePlan, model: VideoCrafter2) -> torch.Tensor:

@@ -1,0 +1,49 @@
+"""Upscaling frames held in memory: the plan, chunks, FreeScale denoising and decoding of
+:func:`~vidscale.pipeline.upscale.upscale_clip`, with an array in place of the files.
+
+The chunk store lives in a temporary folder for the call (chunks are anchored through it exactly
+as in a file job), so the frames come out identical to those ``upscale_clip`` hands its writer
+for the same frames, settings and frame rate.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model import VideoCrafter2
+from ..progress import Progress
+from ..settings import Settings
+from ..work.plan import make_plan
+from ..work.store import JobStore
+from .chunks import ChunkInputs, denoise_chunks
+from .upscale import decoded_frames, reference_latent, upscale_denoiser
+
+
+def upscale_frames(model: VideoCrafter2, frames: np.ndarray, settings: Settings, *, fps: int,
+                   progress: Progress | None = None) -> np.ndarray:
+    """(F, H, W, 3) integer RGB -> (F, s*H, s*W, 3) uint16 RGB, s = ``settings.upscale.scale``.
+
+    ``fps`` is the frame rate the UNet is conditioned on (the CLI uses the clip's rate unless
+    ``sampling.fps`` is set); the noise of each frame is keyed by ``settings.sampling.seed``.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3 or not np.issubdtype(frames.dtype, np.integer):
+        raise ValueError(f"expected (frames, height, width, 3) integer RGB, got {frames.dtype} {frames.shape}")
+    progress = progress or Progress(enabled=False)
+    count, height, width = frames.shape[:3]
+    plan = make_plan(width, height, (0, count), settings, base_latent=(model.base_height // 8, model.base_width // 8),
+                     dtype_bytes=torch.finfo(model.dtype).bits // 8)
+    denoiser = upscale_denoiser(model, settings, plan, fps=fps)
+
+    def inputs(chunk) -> ChunkInputs:
+        reference = reference_latent(model, plan, frames[chunk.start:chunk.end], settings)
+        return ChunkInputs(reference=reference, pts=torch.arange(chunk.start, chunk.end))
+
+    with tempfile.TemporaryDirectory(prefix="vidscale-frames-") as scratch:
+        store = JobStore.open(Path(scratch), "frames", {"frames": count, "size": [width, height]})
+        denoise_chunks(plan, store, inputs=inputs, denoiser=lambda _chunk: denoiser, schedule=model.schedule,
+                       settings=settings, progress=progress)
+        return np.concatenate([rgb for rgb, _pts in decoded_frames(model, plan, store, progress)])
