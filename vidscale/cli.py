@@ -131,11 +131,13 @@ def main() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan (chunks, windows, memory) and stop.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--cluster", metavar="ADDRESS|local[:N]",
+              help="Spread clips and segments over Ray workers (pip install 'vidscale[ray]').")
 def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str | None,
             scale: str | None, codec: str | None, engine: str | None, prompt: str | None,
             model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
             frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool,
-            as_json: bool, quiet: bool) -> None:
+            as_json: bool, quiet: bool, cluster: str | None) -> None:
     """Make clips 2x (or 4x) larger. INPUTS are video files or folders of them."""
     from .jobs.batch import BatchRequest, run_batch
 
@@ -144,8 +146,10 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
     settings = _settings(preset, {
         "upscale.scale": int(scale) if scale else None, "output.codec": codec, "upscale.engine": engine,
         "sampling.prompt": prompt, "model.path": model_path, "model.device": device,
-        "model.dtype": dtype, "sampling.seed": seed,
+        "model.dtype": dtype, "sampling.seed": seed, "cluster.address": cluster,
     })
+    if settings.cluster.address:
+        from .jobs.cluster import run_cluster as run_batch
     request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
                            frames=frame_range, overwrite=overwrite, dry_run=dry_run)
     summary = run_batch(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
@@ -197,8 +201,10 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
               help="Seconds a file's size and mtime must stay unchanged before it is taken.")
 @click.option("--poll", is_flag=True, help="Poll instead of file events (network shares).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--cluster", metavar="ADDRESS|local[:N]",
+              help="Run each clip's units on Ray workers (pip install 'vidscale[ray]').")
 def watch(inbox: Path, out_dir: Path | None, preset: str | None, once: bool, settle: float,
-          poll: bool, quiet: bool) -> None:
+          poll: bool, quiet: bool, cluster: str | None) -> None:
     """Upscale every clip dropped into INBOX; a restart resumes where it stopped."""
     import logging
 
@@ -207,7 +213,7 @@ def watch(inbox: Path, out_dir: Path | None, preset: str | None, once: bool, set
     # watchdog logs a harmless error when its inotify thread is stopped; without a handler Python
     # would print it. An application that configures logging still sees it.
     logging.getLogger("watchdog").addHandler(logging.NullHandler())
-    settings = _settings(preset, {})
+    settings = _settings(preset, {"cluster.address": cluster})
     request = WatchRequest(inbox=inbox, out_dir=out_dir, settings=settings, preset=preset,
                            once=once, settle_seconds=settle, poll=poll)
     watch_folder(request, progress=Progress(enabled=not quiet), log=click.echo)

@@ -183,26 +183,35 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None,
     outputs = own_outputs(sources, request)
     claimed: dict[Path, Path] = {}  # output -> the input that writes it in this batch
     for source in sources:
-        item = _output_of_another(source, outputs) or _run_item(source, request, progress, claimed)
+        item = check_item(source, request, outputs, claimed) or _run_item(source, request, progress)
         summary.items.append(item)
-        say(_describe(item))
+        say(describe_item(item))
+    finish(summary, started, say)
+    return summary
+
+
+def finish(summary: BatchSummary, started: float, say: Log) -> None:
+    """Stamp the elapsed time and, for more than one input, say the totals."""
     summary.elapsed_seconds = time.perf_counter() - started
     if len(summary.items) != 1:
         say(f"{summary.count('done')} done, {summary.count('skipped')} skipped, "
             f"{summary.failed} failed")
-    return summary
 
 
-def _output_of_another(source: Path, outputs: dict[Path, Path]) -> ItemResult | None:
+def output_for(source: Path, request: BatchRequest) -> Path:
+    return request.output or default_output(source, request.settings, request.out_dir)
+
+
+def check_item(source: Path, request: BatchRequest, outputs: dict[Path, Path],
+               claimed: dict[Path, Path]) -> ItemResult | None:
+    """How ``source`` ends before any work is done (skipped, or failed), or None: run it.
+
+    ``outputs`` is :func:`own_outputs`; ``claimed`` (output -> input) fills up as items are checked.
+    """
     maker = outputs.get(source.resolve())
-    if maker is None or maker is source:
-        return None
-    return ItemResult(source, "skipped", error=f"it is the output of {maker} (from an earlier run)")
-
-
-def _run_item(source: Path, request: BatchRequest, progress: Progress | None,
-              claimed: dict[Path, Path]) -> ItemResult:
-    output = request.output or default_output(source, request.settings, request.out_dir)
+    if maker is not None and maker is not source:
+        return ItemResult(source, "skipped", error=f"it is the output of {maker} (from an earlier run)")
+    output = output_for(source, request)
     first = claimed.setdefault(output.resolve(), source)
     if first is not source:
         return ItemResult(source, "failed", output, exit_code=2, error=(
@@ -211,20 +220,30 @@ def _run_item(source: Path, request: BatchRequest, progress: Progress | None,
     if output.exists() and not request.overwrite and not request.dry_run:
         return ItemResult(source, "skipped", output,
                           error=f"{output} exists (--overwrite replaces it)")
+    if not source.exists():
+        return failed_item(source, output, MediaNotFoundError(f"{source}: no such file"))
+    if source.resolve() == output.resolve():
+        return failed_item(source, output, InvalidMediaError(f"{source}: output would overwrite the input"))
+    return None
+
+
+def failed_item(source: Path, output: Path, error: VidscaleError) -> ItemResult:
+    return ItemResult(source, "failed", output, error=str(error), exit_code=error.exit_code)
+
+
+def _run_item(source: Path, request: BatchRequest, progress: Progress | None) -> ItemResult:
+    output = output_for(source, request)
     try:
-        if not source.exists():
-            raise MediaNotFoundError(f"{source}: no such file")
-        if source.resolve() == output.resolve():
-            raise InvalidMediaError(f"{source}: output would overwrite the input")
         result = upscale_one(source, output, request.settings, frames=request.frames,
                              overwrite=request.overwrite, dry_run=request.dry_run,
                              progress=progress)
     except VidscaleError as error:
-        return ItemResult(source, "failed", output, error=str(error), exit_code=error.exit_code)
+        return failed_item(source, output, error)
     return ItemResult(source, "planned" if request.dry_run else "done", output, result=result)
 
 
-def _describe(item: ItemResult) -> str:
+def describe_item(item: ItemResult) -> str:
+    """The line (or lines, for a plan) that says how an item ended."""
     if item.status == "failed":
         return f"failed  {item.input}: {item.error}"
     if item.status == "skipped":
