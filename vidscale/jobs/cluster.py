@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import make_folder, write_bytes
-from ..errors import InputError, Interrupted, VidscaleError
+from ..errors import InputError, Interrupted, JobError, VidscaleError
 from ..progress import Progress
 from ..settings import ClusterSettings, Settings
 from .batch import (BatchRequest, BatchSummary, ItemResult, check_item, describe_item, expand_inputs,
@@ -50,6 +50,7 @@ from .watch import ModelKeeper
 Log = Callable[[str], Any]
 Event = Callable[[dict[str, Any]], Any]
 IN_FLIGHT = 2  # units queued per worker, so it never waits for the driver between two units
+RESTART_SECONDS = 300  # how long a dead worker may take to come back before the run fails
 CONTROL = "control"  # the actor's concurrency group for calls that must not wait behind a unit
 
 
@@ -178,7 +179,20 @@ class Cluster:
 
     def pids(self) -> list[int]:
         """The process id of each worker (waits for one that is restarting)."""
-        return self._ray.get([w.pid.options(concurrency_group=CONTROL).remote() for w in self.workers])
+        return [self._pid(worker) for worker in range(len(self.workers))]
+
+    def _pid(self, worker: int) -> int:
+        from ray.exceptions import ActorUnavailableError
+
+        deadline = time.monotonic() + RESTART_SECONDS
+        while True:
+            try:
+                return self._ray.get(self.workers[worker].pid.options(concurrency_group=CONTROL).remote())
+            except ActorUnavailableError:  # restarting: Ray answers at once instead of waiting
+                if time.monotonic() > deadline:
+                    raise JobError(f"worker {worker} did not come back within {RESTART_SECONDS} s "
+                                   "after it died; check `ray status` and the node's logs") from None
+                time.sleep(0.2)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -241,10 +255,10 @@ class Cluster:
             unit = queue.popleft()
             if unit.run.outcome is not None:
                 continue  # its clip already failed
+            pid = self._pid(worker)  # also waits while a killed worker is restarted
             in_flight[self._call(self.workers[worker], unit)] = (unit, worker)
             load[worker] += 1
-            self.on_event({"event": "submitted", "unit": unit.name, "worker": worker,
-                           "pid": self._ray.get(self.workers[worker].pid.options(concurrency_group=CONTROL).remote())})
+            self.on_event({"event": "submitted", "unit": unit.name, "worker": worker, "pid": pid})
 
     def _call(self, actor: Any, unit: Unit) -> Any:
         run = unit.run
