@@ -50,7 +50,7 @@ from .watch import ModelKeeper
 Log = Callable[[str], Any]
 Event = Callable[[dict[str, Any]], Any]
 IN_FLIGHT = 2  # units queued per worker, so it never waits for the driver between two units
-RESTART_SECONDS = 300  # how long a dead worker may take to come back before the run fails
+START_SECONDS = 300  # how long a worker may take to (re)start before the run fails
 CONTROL = "control"  # the actor's concurrency group for calls that must not wait behind a unit
 
 
@@ -146,6 +146,8 @@ class Cluster:
     def __enter__(self) -> "Cluster":
         self._ray = _import_ray()
         address, _, count = self.settings.address.partition(":")
+        if address == "local" and count and not count.isdigit():
+            raise InputError(f"--cluster {self.settings.address}: expected local or local:N (N workers)")
         if not self._ray.is_initialized():  # a caller (a test, a notebook) may run Ray already
             try:
                 if address == "local":  # this machine only, listening on loopback
@@ -157,7 +159,11 @@ class Cluster:
                 raise InputError(f"--cluster {self.settings.address}: cannot connect to Ray ({exc}); "
                                  "start it with `ray start --head` or use local[:N]") from None
             self._started = True
-        self._start_workers(int(count) if address == "local" and count else 0)
+        try:
+            self._start_workers(int(count) if address == "local" and count else 0)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *_exc: Any) -> None:
@@ -182,17 +188,21 @@ class Cluster:
         return [self._pid(worker) for worker in range(len(self.workers))]
 
     def _pid(self, worker: int) -> int:
-        from ray.exceptions import ActorUnavailableError
+        from ray.exceptions import ActorUnavailableError, GetTimeoutError
 
-        deadline = time.monotonic() + RESTART_SECONDS
+        deadline = time.monotonic() + START_SECONDS
         while True:
             try:
-                return self._ray.get(self.workers[worker].pid.options(concurrency_group=CONTROL).remote())
+                call = self.workers[worker].pid.options(concurrency_group=CONTROL).remote()
+                return self._ray.get(call, timeout=max(1.0, deadline - time.monotonic()))
             except ActorUnavailableError:  # restarting: Ray answers at once instead of waiting
-                if time.monotonic() > deadline:
-                    raise JobError(f"worker {worker} did not come back within {RESTART_SECONDS} s "
-                                   "after it died; check `ray status` and the node's logs") from None
-                time.sleep(0.2)
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+            except GetTimeoutError:
+                pass
+            raise JobError(f"worker {worker} did not start within {START_SECONDS} s (more workers than "
+                           "free GPUs/CPUs, or a node lost?); see `ray status` and cluster.workers")
 
     # -- running -----------------------------------------------------------------------------
 
@@ -233,7 +243,7 @@ class Cluster:
             root = Path(self.settings.shared_path) if self.settings.shared_path else run.output.parent / ".vidscale-jobs"
             run.stores = [run.clip.store(segment, root) for segment in run.clip.segments]
         except VidscaleError as error:
-            run.outcome = failed_item(run.source, run.output, error)
+            self._end(run, failed_item(run.source, run.output, error), say)
             return []
         run.waiting = {s.index for s, store in zip(run.clip.segments, run.stores)
                        if not run.clip.finished(s, store)}
@@ -289,11 +299,14 @@ class Cluster:
         except RayTaskError as exc:  # a bug in a worker: fail the clip, keep the batch going
             value = UnitFailed(f"{unit.name}: the worker failed: {exc.cause!r}", 1)
         if isinstance(value, UnitFailed):
-            if run.outcome is None:
-                run.outcome = ItemResult(run.source, "failed", run.output, error=value.message,
-                                         exit_code=value.exit_code)
+            self._end(run, ItemResult(run.source, "failed", run.output, error=value.message,
+                                      exit_code=value.exit_code), say)
             return True
-        self._store(unit, value)
+        try:
+            self._store(unit, value)
+        except VidscaleError as error:  # the job folder cannot be written (a full disk)
+            self._end(run, failed_item(run.source, run.output, error), say)
+            return True
         run.units["run"] += 1
         self.on_event({"event": "done", "unit": unit.name, "worker": worker})
         return True
@@ -332,10 +345,16 @@ class Cluster:
                                             started=started,
                                             timings={"write": time.perf_counter() - started}).to_dict()
         except VidscaleError as error:
-            run.outcome = failed_item(run.source, run.output, error)
+            self._end(run, failed_item(run.source, run.output, error), say)
         else:
-            run.outcome = ItemResult(run.source, "done", run.output, result={**result, "units": run.units})
-        say(describe_item(run.outcome))
+            self._end(run, ItemResult(run.source, "done", run.output, result={**result, "units": run.units}), say)
+
+    @staticmethod
+    def _end(run: ClipRun, outcome: ItemResult, say: Log) -> None:
+        """How ``run`` ended (the first outcome counts: a clip fails once), said once."""
+        if run.outcome is None:
+            run.outcome = outcome
+            say(describe_item(outcome))
 
     # -- one clip (the watch folder) ---------------------------------------------------------
 
