@@ -72,7 +72,7 @@ def segmented_reference(cluster, make_clip, tmp_path_factory):
 
 
 def test_a_batch_of_three_clips_on_two_workers_equals_the_serial_run(cluster, make_clip, tmp_path):
-    clips = [shutil.copyfile(make_clip(frames=n), tmp_path / f"c{n}.mp4") for n in (4, 5, 6)]
+    clips = [shutil.copyfile(make_clip(frames=n), tmp_path / f"c{n}.mp4") for n in (3, 4, 5)]
     settings = Settings().replace(TINY)
     serial = run_batch(BatchRequest(clips, settings, out_dir=tmp_path / "serial"))
     spread = run_cluster(BatchRequest(clips, settings.replace({"cluster.address": "local:2"}),

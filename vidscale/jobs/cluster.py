@@ -112,6 +112,7 @@ class ClipRun:
     output: Path
     settings: Settings
     frames: tuple[int, int | None] | None = None
+    started: float = field(default_factory=time.perf_counter)
     clip: Any = None  # SegmentedClip (freescale)
     stores: list[Any] = field(default_factory=list)
     waiting: set[int] = field(default_factory=set)  # segments not yet stored
@@ -342,7 +343,7 @@ class Cluster:
                 write_segmented(model, run.clip, run.stores, run.output, run.settings,
                                 overwrite=True, progress=progress)
                 result = complete_segmented(model, run.clip, run.stores, run.output, run.settings,
-                                            started=started,
+                                            started=run.started,
                                             timings={"write": time.perf_counter() - started}).to_dict()
         except VidscaleError as error:
             self._end(run, failed_item(run.source, run.output, error), say)
