@@ -4,15 +4,17 @@
 
 Work: tiny-model FreeScale (random weights: the compute of the real pipeline at toy size),
 4 clips of 16 frames 64x48 -> 128x96, 8 steps, chunks of 4 sharing 2, ``jobs.segment_frames``
-8 (2 segments a clip: 8 units). A unit is a few seconds of denoising per worker, so starting the
-workers and loading the model (once per worker) is a small part of a run; the driver's decoding
-and encoding run beside the workers. One local Ray with 2 CPUs serves every run; each run starts
-its own workers.
+8 (3 segments a clip: 12 units). A unit is seconds of denoising, so starting the workers and
+loading the model (once per worker) is a small part of a run; the driver's decoding and encoding
+run beside the workers. One local Ray with 2 CPUs serves every run; each run starts its workers.
 
+0. ceiling: the same Ray running a plain torch loop in 1 and in 2 actors, i.e. how much of a
+   second core this machine gives right now (on a shared machine, less than one).
 1. local:1 and local:2 on the same batch: wall time of each, and the ratio.
 2. chaos: local:2 again while a thread SIGKILLs a random worker process every 0.5-2.5 s until
    ``--kills`` kills have landed. Checked: every unit stored exactly once (none lost, none run to
-   the end twice), and every output decodes to the same frames as the undisturbed runs.
+   the end twice), and every output decodes to the same frames as the undisturbed runs. "Lost"
+   counts the units running or queued (2 per worker) on a killed worker, each handed out again.
 """
 
 from __future__ import annotations
@@ -53,6 +55,26 @@ def run(clips: list[Path], out: Path, address: str, on_event=None) -> float:
     summary = run_cluster(BatchRequest(clips, settings, out_dir=out), on_event=on_event)
     assert summary.exit_code == 0, summary.to_dict()
     return time.perf_counter() - started
+
+
+def spin(n: int) -> float:
+    x = torch.randn(256, 256)
+    for _ in range(n):
+        x = torch.tanh(x @ x)
+    return float(x.mean())
+
+
+def ceiling() -> float:
+    """Wall time of 4 equal torch loops on 2 actors over that on 1 (1.0: no second core free)."""
+    task = ray.remote(num_cpus=1)(spin)
+    ray.get([task.remote(1) for _ in range(2)])  # start both worker processes
+    times = []
+    for width in (1, 2):
+        started = time.perf_counter()
+        for first in range(0, 4, width):
+            ray.get([task.remote(1500) for _ in range(first, first + width)])
+        times.append(time.perf_counter() - started)
+    return times[1] / times[0]
 
 
 def frames(folder: Path) -> dict[str, list[np.ndarray]]:
@@ -97,9 +119,12 @@ def main() -> None:
         ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
                  object_store_memory=128 * 2**20)
         try:
+            print(f"ceiling: 4 torch loops on 2 actors / on 1 actor = {ceiling():.2f}")
             one = run(clips, root / "one", "local:1")
-            two = run(clips, root / "two", "local:2")
-            print(f"4 clips, 8 units: local:1 {one:.1f} s, local:2 {two:.1f} s, ratio {two / one:.2f}")
+            units: list[dict] = []
+            two = run(clips, root / "two", "local:2", on_event=units.append)
+            count = len({e["unit"] for e in units})
+            print(f"4 clips, {count} units: local:1 {one:.1f} s, local:2 {two:.1f} s, ratio {two / one:.2f}")
             chaos = Chaos(args.kills)
             killer = threading.Thread(target=chaos.loop, daemon=True)
             killer.start()
@@ -115,7 +140,7 @@ def main() -> None:
             len(o[name]) == len(ref) and all(np.array_equal(a, b) for a, b in zip(o[name], ref))
             for name, ref in reference.items()) for o in others)
         print(f"chaos: {chaos.landed} kills landed in {wild:.1f} s, {lost} units lost mid-run and handed "
-              f"out again; units stored: {len(done)} of 8, stored twice: {sum(n > 1 for n in done.values())}; "
+              f"out again; units stored: {len(done)} of {count}, stored twice: {sum(n > 1 for n in done.values())}; "
               f"outputs of local:1, local:2 and chaos identical: {same}")
 
 

@@ -167,3 +167,32 @@ def test_a_bad_clip_fails_alone_with_the_batch_exit_code(cluster, make_clip, tmp
     assert items["good.mp4"]["status"] == "done" and items["bad.mov"]["status"] == "failed"
     assert "bad.mov" in items["bad.mov"]["error"] and spread.items[1].exit_code == 2
     assert same_frames(tmp_path / "serial" / "good_2x.mov", tmp_path / "cluster" / "good_2x.mov")
+
+
+def test_segments_group_consecutive_chunks_and_fade_where_the_plan_anchored():
+    from vidscale.work.plan import plan_chunks, plan_segments
+
+    chunks = plan_chunks(20, 4, 2)
+    assert [s.chunks for s in plan_segments(chunks, 0)] == [tuple(chunks)]  # off: the chunk plan
+    segments = plan_segments(chunks, 8)
+    assert [(s.start, s.end, s.fade) for s in segments] == [(0, 8, 0), (6, 14, 2), (12, 20, 2)]
+    assert all(s.chunks[0].anchored == 0 and [c.index for c in s.chunks] == list(range(len(s.chunks)))
+               for s in segments)
+    # every frame is owned once, the fades excepted: segment k's first frames are k-1's last
+    owned = [f for s in segments for c in s.chunks for f in range(*c.owned)]
+    assert sorted(set(owned)) == list(range(20)) and len(owned) == 20 + 2 + 2
+    # a segment keeps a frame of its own between its two fades, however small segment_frames is
+    tight = plan_segments(plan_chunks(20, 3, 2), 1)
+    assert all(s.end - s.start > s.fade + 2 or s.index == len(tight) - 1 for s in tight)
+
+
+def test_a_bad_cluster_address_is_a_usage_error(make_clip, tmp_path):
+    from click.testing import CliRunner
+
+    from vidscale.cli import main
+
+    clip = make_clip(frames=3)
+    done = CliRunner().invoke(main, ["upscale", str(clip), "--out-dir", str(tmp_path), "--preset",
+                                     "preview-lanczos-2x", "--cluster", "local:two"])
+    assert done.exit_code == 2 and "expected local or local:N" in done.output, done.output
+    assert not list(tmp_path.iterdir())
