@@ -162,12 +162,14 @@ def main() -> None:
               help="Also write NAME_review.html beside each output: source vs result, plan, seams.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--cluster", metavar="ADDRESS|local[:N]",
+              help="Spread clips and segments over Ray workers (pip install 'vidscale[ray]').")
 def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str,
             scale: str | None, codec: str | None, engine: str | None, prompt: str | None,
             detail_mask: Path | None, model_path: str | None, device: str | None, dtype: str | None,
             seed: int | None, steps: int | None, memory_budget: float | None,
             frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool,
-            review: bool, as_json: bool, quiet: bool) -> None:
+            review: bool, as_json: bool, quiet: bool, cluster: str | None) -> None:
     """Make clips 2x (or 4x) larger. INPUTS are video files or folders of them (searched with
     their subfolders; outputs mirror them)."""
     from .jobs.batch import BatchRequest, run_batch
@@ -179,11 +181,14 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
         "sampling.prompt": prompt, "model.path": model_path, "model.device": device,
         "model.dtype": dtype, "sampling.seed": seed, "sampling.steps": steps,
         "jobs.memory_budget_gb": memory_budget, "output.review": review or None,
+        "cluster.address": cluster,
         "upscale.detail_mask": str(detail_mask.resolve()) if detail_mask else None,
     })
     _note_unused(settings, {"--prompt": prompt, "--model": model_path, "--device": device,
                             "--dtype": dtype, "--seed": seed, "--steps": steps,
                             "--memory-budget": memory_budget}, quiet or as_json)
+    if settings.cluster.address:
+        from .jobs.cluster import run_cluster as run_batch
     request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
                            frames=frame_range, overwrite=overwrite, dry_run=dry_run)
     summary = run_batch(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
@@ -263,8 +268,11 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
 @click.option("--status-host", default="127.0.0.1", show_default=True,
               help="Address the status page listens on (0.0.0.0: every network).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--cluster", metavar="ADDRESS|local[:N]",
+              help="Run each clip's units on Ray workers (pip install 'vidscale[ray]').")
 def watch(inbox: Path, out_dir: Path | None, preset: str, once: bool, create: bool,
-          settle: float, poll: bool, status_port: int | None, status_host: str, quiet: bool) -> None:
+          settle: float, poll: bool, status_port: int | None, status_host: str, quiet: bool,
+          cluster: str | None) -> None:
     """Upscale every clip dropped into INBOX; a restart resumes where it stopped.
 
     With --once, the exit status follows upscale's rule: 1 if a clip's job failed, 2 if a file
@@ -276,7 +284,7 @@ def watch(inbox: Path, out_dir: Path | None, preset: str, once: bool, create: bo
     # watchdog logs a harmless error when its inotify thread is stopped; without a handler Python
     # would print it. An application that configures logging still sees it.
     logging.getLogger("watchdog").addHandler(logging.NullHandler())
-    settings = _settings(preset, {})
+    settings = _settings(preset, {"cluster.address": cluster})
     request = WatchRequest(inbox=inbox, out_dir=out_dir, settings=settings, preset=preset,
                            once=once, settle_seconds=settle, poll=poll, create=create,
                            status_port=status_port, status_host=status_host)

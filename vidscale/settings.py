@@ -116,6 +116,20 @@ class JobSettings:
     chunk_frames: int = field(default=48, metadata=_range(1, 10_000))
     overlap_frames: int = field(default=8, metadata=_range(0, 1_000))
     memory_budget_gb: float = field(default=60.0, metadata=_range(0.1, 10_000.0))
+    # Frames per segment: consecutive chunks grouped into segments that can run in parallel and
+    # are joined by a crossfade over overlap_frames; 0 = off (one anchored chain per clip).
+    segment_frames: int = field(default=0, metadata=_range(0, 1_000_000))
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where ``--cluster`` runs work units (Ray). Nothing here changes an output, only where and
+    how fast it is computed; what a unit is comes from ``[jobs]``."""
+
+    address: str = ""  # "local" / "local:N" (a Ray started here), "auto" (`ray start`), HOST:PORT
+    workers: int = field(default=0, metadata=_range(0, 10_000))  # 0 = one per GPU, else per CPU
+    shared_path: str = ""  # folder all nodes see: units store results there; "" = via the driver
+    retries: int = field(default=3, metadata=_range(0, 1_000))  # runs of a unit whose worker died
 
 
 @dataclass(frozen=True)
@@ -141,6 +155,7 @@ class Settings:
     freescale: FreeScaleSettings = FreeScaleSettings()
     jobs: JobSettings = JobSettings()
     generate: GenerateSettings = GenerateSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -277,6 +292,6 @@ def _toml_value(value: Any) -> str:
 
 __all__ = [
     "Codec", "OutputSettings", "UpscaleSettings", "ModelSettings", "SamplingSettings",
-    "FreeScaleSettings", "JobSettings", "GenerateSettings", "Settings",
+    "FreeScaleSettings", "JobSettings", "GenerateSettings", "ClusterSettings", "Settings",
     "preset_names", "preset_text", "parse_settings", "load_settings", "as_toml",
 ]

@@ -314,7 +314,34 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None,
     """Run one job per input; report each outcome through ``log`` and return the summary."""
     say = log or (lambda _line: None)
     started = time.perf_counter()
-    summary = BatchSummary()
+    summary, found, outputs = start_batch(request, say)
+    claimed: dict[Path, Path] = {}  # output -> the input that writes it in this batch
+    for source in found.sources:
+        item = check_item(source, request, outputs, claimed)
+        if isinstance(item, Ready):
+            item = run_item(item, request, progress)
+        summary.items.append(item)
+        say(describe_item(item))
+    finish_batch(summary, found, request, started, say)
+    return summary
+
+
+@dataclass(frozen=True)
+class Ready:
+    """An input that passed every check a run makes before its job starts."""
+
+    path: Path
+    output: Path
+    notes: list[str]
+
+
+def start_batch(request: BatchRequest, say: Log, summary: BatchSummary | None = None
+                ) -> tuple[BatchSummary, Expansion, dict[Path, Path]]:
+    """Check the output folder, find the clips, say what was passed over; the drivers' first step.
+
+    ``summary``: the (sub)class instance to fill, e.g. the cluster driver's.
+    """
+    summary = summary if summary is not None else BatchSummary()
     if request.out_dir is not None:
         if request.dry_run:
             check_writable(request.out_dir)
@@ -328,34 +355,16 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None,
     if found.passed_over:
         say(f"passed over {len(found.passed_over)} file(s) that are not video: "
             f"{_names([str(path) for path in found.passed_over])}")
-    outputs = own_outputs(found.sources, request)
-    claimed: dict[Path, Path] = {}  # output -> the input that writes it in this batch
-    for source in found.sources:
-        item = (_output_of_another(source.path, outputs)
-                or _run_item(source, request, progress, claimed))
-        summary.items.append(item)
-        say(_describe(item))
-    for item in found.failures:
-        summary.items.append(item)
-        say(_describe(item))
-    summary.elapsed_seconds = time.perf_counter() - started
-    if len(summary.items) != 1:
-        planned = f"{summary.count('planned')} planned, " if request.dry_run else ""
-        say(f"{planned}{summary.count('done')} done, {summary.count('skipped')} skipped, "
-            f"{summary.failed} failed")
-    return summary
+    return summary, found, own_outputs(found.sources, request)
 
 
-def _output_of_another(source: Path, outputs: dict[Path, Path]) -> ItemResult | None:
-    maker = outputs.get(source.resolve())
-    if maker is None or maker is source:
-        return None
-    return ItemResult(source, "skipped", error=f"it is the output of {maker} (from an earlier run)")
-
-
-def _run_item(source: Source, request: BatchRequest, progress: Progress | None,
-              claimed: dict[Path, Path]) -> ItemResult:
+def check_item(source: Source, request: BatchRequest, outputs: dict[Path, Path],
+               claimed: dict[Path, Path]) -> ItemResult | Ready:
+    """Everything decided before a job runs: skipped or failed (an ItemResult), else Ready."""
     path = source.path
+    maker = outputs.get(path.resolve())
+    if maker is not None and maker is not path:
+        return ItemResult(path, "skipped", error=f"it is the output of {maker} (from an earlier run)")
     output = request.output or output_of(source, request.settings, request.out_dir)
     first = claimed.setdefault(output.resolve(), path)
     if first is not path:
@@ -371,16 +380,41 @@ def _run_item(source: Source, request: BatchRequest, progress: Progress | None,
                                     "choose another -o or --out-dir")
         notes = _clamped(request.frames, info)
         if request.dry_run:
-            result = plan_one(path, output, info, request.settings, frames=request.frames)
-            return ItemResult(path, "planned", output, result=result, notes=notes)
+            return ItemResult(path, "planned", output, notes=notes,
+                              result=plan_one(path, output, info, request.settings, frames=request.frames))
         check_output(output, request.settings)
         make_folder(output.parent, exit_code=2)
-        result = upscale_one(path, output, request.settings, frames=request.frames,
+    except VidscaleError as error:
+        return failed_item(path, output, error)
+    return Ready(path, output, notes)
+
+
+def run_item(ready: Ready, request: BatchRequest, progress: Progress | None) -> ItemResult:
+    """Run a checked input's job in this process."""
+    try:
+        result = upscale_one(ready.path, ready.output, request.settings, frames=request.frames,
                              overwrite=request.overwrite, progress=progress)
     except VidscaleError as error:
-        return ItemResult(path, "failed", output, error=_reason(error, path),
-                          exit_code=error.exit_code)
-    return ItemResult(path, "done", output, result=result, notes=notes)
+        return failed_item(ready.path, ready.output, error)
+    return ItemResult(ready.path, "done", ready.output, result=result, notes=ready.notes)
+
+
+def failed_item(path: Path, output: Path | None, error: VidscaleError) -> ItemResult:
+    """A failure line's item: the error without the file's name (the line names it once)."""
+    return ItemResult(path, "failed", output, error=_reason(error, path), exit_code=error.exit_code)
+
+
+def finish_batch(summary: BatchSummary, found: Expansion, request: BatchRequest, started: float,
+                 say: Log) -> None:
+    """Add the failures found before any work, stamp the time and, for many inputs, the totals."""
+    for item in found.failures:
+        summary.items.append(item)
+        say(describe_item(item))
+    summary.elapsed_seconds = time.perf_counter() - started
+    if len(summary.items) != 1:
+        planned = f"{summary.count('planned')} planned, " if request.dry_run else ""
+        say(f"{planned}{summary.count('done')} done, {summary.count('skipped')} skipped, "
+            f"{summary.failed} failed")
 
 
 def _probe_input(path: Path) -> VideoInfo:
@@ -403,7 +437,7 @@ def _clamped(frames: tuple[int, int | None] | None, info: VideoInfo) -> list[str
             f"(the clip has {info.frame_count} frames)"]
 
 
-def _describe(item: ItemResult) -> str:
+def describe_item(item: ItemResult) -> str:
     """The item's status line: the file named once, then what happened (and the fix)."""
     notes = "".join(f"; {note}" for note in item.notes)
     if item.status == "failed":

@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -103,8 +103,12 @@ def watch_folder(request: WatchRequest, *, progress: Progress | None = None, log
     wake = threading.Event()
     events = WakeOnChange(layout, wake)
     with stop_on_signals(stop, wake), serving_status(request, layout, say), \
-            file_events(layout.inbox, events, poll=request.poll, say=say) as how:
+            file_events(layout.inbox, events, poll=request.poll, say=say) as how, ExitStack() as stack:
         watcher = Watcher(request, layout, progress or Progress(enabled=False), say, stop, wake, events)
+        if request.settings.cluster.address:  # --cluster: each clip's units on the Ray workers
+            from .cluster import Cluster
+
+            watcher.cluster = stack.enter_context(Cluster(request.settings.cluster))
         return watcher.run(how)
 
 
@@ -246,6 +250,7 @@ class Watcher:
         self.summary = WatchSummary()
         self.stuck: set[Path] = set()  # claimed clips that could not be moved on: left as they are
         self.models = ModelKeeper()
+        self.cluster: Any = None  # a vidscale.jobs.cluster.Cluster that runs the jobs instead
         self.targets: set[Path] = set()  # --once: what was in the inbox at the start
 
     # -- the loop ---------------------------------------------------------------------------
@@ -408,6 +413,9 @@ class Watcher:
         self.journal.status.queued = [str(q) for q in self.queue.queued()]
         self.journal.save()
         try:
+            if self.cluster is not None:
+                return self.cluster.upscale_one(path, output, folder.settings, progress=self.progress,
+                                                should_stop=self.stop.is_set)
             return upscale_one(path, output, folder.settings, progress=self.progress,
                                should_stop=self.stop.is_set, model=self._model(rel, folder.settings))
         finally:

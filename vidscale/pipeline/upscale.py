@@ -49,6 +49,11 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
                  progress: Progress | None = None, model: VideoCrafter2 | None = None,
                  should_stop: Callable[[], bool] | None = None) -> UpscaleResult:
     """Upscale ``source`` into ``output``; resumable (run it again after an interruption)."""
+    if settings.jobs.segment_frames:
+        from .segments import upscale_segmented  # built on this module's steps
+
+        return upscale_segmented(source, output, settings, frames=frames, overwrite=overwrite,
+                                 progress=progress, model=model, should_stop=should_stop)
     started = time.perf_counter()
     progress = progress or Progress(enabled=False)
     # 1. probe and plan

@@ -119,6 +119,55 @@ def plan_chunks(total: int, chunk_frames: int, overlap: int) -> list[Chunk]:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Consecutive chunks of a clip's plan that run as one unit, independently of other segments.
+
+    ``chunks`` are renumbered from 0 and keep the clip's frame numbers; the first is not anchored.
+    Its first ``fade`` frames are the last frames of the previous segment too: the two versions
+    are crossfaded there (:mod:`vidscale.pipeline.segments`).
+    """
+
+    index: int
+    chunks: tuple[Chunk, ...]
+    fade: int
+
+    @property
+    def start(self) -> int:
+        return self.chunks[0].start
+
+    @property
+    def end(self) -> int:
+        return self.chunks[-1].end
+
+
+def plan_segments(chunks: list[Chunk], segment_frames: int) -> list[Segment]:
+    """Group a clip's chunk plan into segments of at most ``segment_frames`` frames (at least one
+    chunk each); 0 = one segment. Where the plan anchored a chunk to the one before, a new segment
+    instead starts that chunk fresh and the anchored frames become the crossfade.
+
+    A pure function of the chunk plan (so of the clip and the settings), never of the number of
+    workers: a single process running the same segments is the reference for any cluster.
+    """
+    groups: list[list[Chunk]] = [[]]
+    for chunk in chunks:
+        group = groups[-1]
+        fades = (group[0].anchored if len(groups) > 1 else 0) + chunk.anchored if group else 0
+        # a segment keeps at least one frame of its own between the fades at its two ends
+        if group and segment_frames and chunk.end - group[0].start > segment_frames \
+                and group[-1].end - group[0].start > fades:
+            groups.append([])
+        groups[-1].append(chunk)
+    segments = []
+    for index, group in enumerate(groups):
+        fade = group[0].anchored if index else 0
+        first = group[0].index
+        local = tuple(Chunk(c.index - first, c.start, c.end, 0 if c is group[0] else c.anchored)
+                      for c in group)
+        segments.append(Segment(index, local, fade))
+    return segments
+
+
+@dataclass(frozen=True)
 class Tile:
     """A window of the target latent, (top, left, height, width) in latent cells."""
 
