@@ -197,11 +197,11 @@ def test_o_into_a_missing_folder_creates_it_and_frames_past_the_end_are_clamped_
 
 
 def test_results_of_the_test_model_say_so_on_the_status_line(tmp_path):
-    from vidscale.jobs.batch import ItemResult, _describe
+    from vidscale.jobs.batch import ItemResult, describe_item
     from vidscale.pipeline.result import TEST_MODEL_NOTE, UpscaleResult
 
     result = UpscaleResult(input=tmp_path / "a.mp4", output=tmp_path / "a_2x.mov", engine="freescale",
                            width=128, height=96, frames=4, frame_rate=30, codec="prores-hq",
                            elapsed_seconds=1.0, test_model=True)
-    line = _describe(ItemResult(tmp_path / "a.mp4", "done", tmp_path / "a_2x.mov", result=result.to_dict()))
+    line = describe_item(ItemResult(tmp_path / "a.mp4", "done", tmp_path / "a_2x.mov", result=result.to_dict()))
     assert line.startswith("done") and TEST_MODEL_NOTE in line
