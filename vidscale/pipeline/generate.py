@@ -89,7 +89,8 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
     if method.temporal_window and g.frames > method.temporal_window:
         noise = reschedule_noise(noise, method.temporal_window, method.temporal_stride, generator)
     with temporal_windows(model.unet, window=method.temporal_window or g.frames, stride=method.temporal_stride):
-        latents = sample_base(model, eps_fn, noise, steps=sampling.steps, eta=sampling.eta, generator=generator,
+        latents = sample_base(model, eps_fn, noise, steps=sampling.steps, eta=sampling.eta,
+                              scheduler=sampling.scheduler, generator=generator,
                               progress=progress)
     # 4. cascade
     for factor in factors:
