@@ -96,12 +96,15 @@ def _print_json(data: Any) -> None:
 
 def _model_options(func: Any) -> Any:
     for option in reversed([
-        click.option("--model", "model_path", metavar="PATH|tiny",
-                     help="Converted model folder or model.ckpt ('tiny': random test model)."),
+        click.option("--model", "model_path", metavar="PATH|tiny|random",
+                     help="Converted model folder or model.ckpt ('tiny': random test model; "
+                          "'random': full-size random model for speed tests)."),
         click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), help="Where the model runs."),
         click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
                      help="Model precision (auto: bf16 on CUDA, fp32 on CPU)."),
         click.option("--seed", type=click.IntRange(0), help="Seed of every random draw."),
+        click.option("--compile", "compile_model", is_flag=True, default=None,
+                     help="torch.compile the UNet blocks (faster steps after a slow first one)."),
     ]):
         func = option(func)
     return func
@@ -134,7 +137,7 @@ def main() -> None:
 def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str | None,
             scale: str | None, codec: str | None, engine: str | None, prompt: str | None,
             model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
-            frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool,
+            compile_model: bool | None, frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool,
             as_json: bool, quiet: bool) -> None:
     """Make clips 2x (or 4x) larger. INPUTS are video files or folders of them."""
     from .jobs.batch import BatchRequest, run_batch
@@ -144,7 +147,7 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
     settings = _settings(preset, {
         "upscale.scale": int(scale) if scale else None, "output.codec": codec, "upscale.engine": engine,
         "sampling.prompt": prompt, "model.path": model_path, "model.device": device,
-        "model.dtype": dtype, "sampling.seed": seed,
+        "model.dtype": dtype, "sampling.seed": seed, "model.compile": compile_model,
     })
     request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
                            frames=frame_range, overwrite=overwrite, dry_run=dry_run)
@@ -168,8 +171,8 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
              size: tuple[int, int] | None, codec: str | None, model_path: str | None,
-             device: str | None, dtype: str | None, seed: int | None, overwrite: bool,
-             as_json: bool, quiet: bool) -> None:
+             device: str | None, dtype: str | None, seed: int | None, compile_model: bool | None,
+             overwrite: bool, as_json: bool, quiet: bool) -> None:
     """Generate a clip from PROMPT: VideoCrafter2 at 320x512, then the FreeScale cascade."""
     from .pipeline.generate import generate_clip
 
@@ -177,7 +180,7 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
         "generate.frames": frames, "generate.width": size[0] if size else None,
         "generate.height": size[1] if size else None, "output.codec": codec,
         "model.path": model_path, "model.device": device, "model.dtype": dtype,
-        "sampling.seed": seed, "sampling.prompt": prompt,
+        "sampling.seed": seed, "sampling.prompt": prompt, "model.compile": compile_model,
     })
     result = generate_clip(settings, output=output, overwrite=overwrite,
                            progress=_progress(quiet, as_json))
