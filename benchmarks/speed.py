@@ -18,8 +18,8 @@ up by device name. After the jobs, ``unet_compile`` times UNet calls eagerly and
 ``--reduced`` shrinks widths, sizes and frames so the same jobs run on a CPU in minutes; its
 numbers are for ratios only (DPM 25 vs DDIM 50, compile vs eager), not for the GPU targets.
 
-    python benchmarks/speed.py --model random --json speed.json        # GPU: bf16 on cuda
-    python benchmarks/speed.py --reduced                               # CPU: ratios in minutes
+    PYTHONPATH=. python benchmarks/speed.py --model random --json speed.json   # GPU: bf16 on cuda
+    PYTHONPATH=. python benchmarks/speed.py --reduced                          # CPU: ratios in minutes
 """
 
 from __future__ import annotations

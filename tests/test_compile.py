@@ -2,6 +2,7 @@
 
 import logging
 
+import pytest
 import torch
 from freescale_tiny import tiny_unet, unet_inputs
 from torch._dynamo.utils import counters
@@ -28,6 +29,7 @@ def _refine(unet):
     return refine(denoiser, VC2Schedule(), reference, noise, SETTINGS)
 
 
+@pytest.mark.slow
 def test_compiled_blocks_follow_the_patches_and_compile_once(caplog):
     unet = tiny_unet()
     eager = _refine(unet)
