@@ -93,9 +93,9 @@ def test_attention_processors_forward_chunking_and_return_dict(unet):
 
 
 def test_the_schedule_and_tokenizer_round_trip(tmp_path):
-    VC2Schedule(scale_correction=False).save_pretrained(tmp_path / "scheduler")
+    VC2Schedule(signal_scale=False).save_pretrained(tmp_path / "scheduler")
     schedule = VC2Schedule.from_pretrained(tmp_path / "scheduler")
-    assert schedule.scale_correction is False and schedule.timesteps(4) == [751, 501, 251, 1]
+    assert schedule.config.signal_scale is False and schedule.timesteps(4) == [751, 501, 251, 1]
     try:
         original = ClipTokenizer.from_file(find_vocab())
     except Exception:  # no open_clip_torch: the byte-level tokenizer of the tiny model

@@ -1,4 +1,4 @@
-"""Settings-driven entry points, and the patched UNet under torch.compile."""
+"""Settings-driven entry points (the patches under torch.compile: tests/test_compile.py)."""
 
 import dataclasses
 
@@ -61,18 +61,3 @@ def test_dilation_is_on_for_early_steps_only():
     with freescale_step(unet, wider, step_index=0, num_steps=50, scale=4):
         assert unet.get_submodule("down_blocks.2.resnets.0.conv1").dilation == (4, 4)
     assert conv.dilation == (1, 1)
-
-
-@pytest.mark.slow
-def test_patched_unet_compiles_and_matches_eager():
-    """Fusion (fast), temporal windows and dilation inside torch.compile; dilation on and off
-    must give two graphs (conv attributes are guarded), never a stale one."""
-    unet = tiny_unet()
-    sample, text = unet_inputs(3, (16, 16))
-    settings = FreeScaleSettings(temporal_window=2, temporal_stride=1)
-    compiled = torch.compile(unet, backend="eager")
-    with torch.no_grad(), freescale_patches(unet, settings, base_size=(8, 8), target_size=(16, 16), scale=2):
-        for step in (0, 40):  # dilated, then not
-            with freescale_step(unet, settings, step_index=step, num_steps=50, scale=2):
-                eager = unet(sample, 500, text).sample
-                torch.testing.assert_close(compiled(sample, 500, text).sample, eager, atol=1e-5, rtol=1e-5)

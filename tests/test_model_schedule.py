@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vidscale.model.schedule import VC2Schedule
+from vidscale.model.solvers import DDIMSolver
 
 
 def _reference_ddim(schedule, x, eps_fn, steps):
@@ -21,8 +22,9 @@ def _reference_ddim(schedule, x, eps_fn, steps):
 
 
 def _run(schedule, x, eps_fn):
+    solver = DDIMSolver(schedule)
     for t in schedule.timesteps(50):
-        x = schedule.step(eps_fn(x, t), t, x, num_steps=50).prev_sample
+        x = solver.step(x, eps_fn(x, t), t, max(t - 20, 0))
     return x
 
 
@@ -37,7 +39,7 @@ def test_fifty_steps_match_vc2_and_fail_without_the_correction():
     eps_fn = lambda x, t: torch.sin(x * 0.5 + t / 1000)  # noqa: E731 - any fixed function of (x, t)
     expected = _reference_ddim(VC2Schedule(), x, eps_fn, 50)
     assert (_run(VC2Schedule(), x, eps_fn) - expected).abs().max() < 1e-5
-    assert (_run(VC2Schedule(scale_correction=False), x, eps_fn) - expected).abs().max() > 1e-2
+    assert (_run(VC2Schedule(signal_scale=False), x, eps_fn) - expected).abs().max() > 1e-2
 
 
 def test_an_oracle_lands_on_the_clean_latent():
@@ -54,8 +56,8 @@ def _sample(eta, seed, steps=10):
     schedule = VC2Schedule()
     x = torch.randn(1, 4, 2, 8, 8, generator=torch.Generator().manual_seed(0))
     eps_fn = lambda x, t: torch.sin(x * 0.5 + t / 1000)  # noqa: E731 - any fixed function of (x, t)
-    return denoise(eps_fn, schedule, x, schedule.timesteps(steps), num_steps=steps, eta=eta,
-                   generator=torch.Generator().manual_seed(seed))
+    solver = DDIMSolver(schedule, eta=eta, generator=torch.Generator().manual_seed(seed))
+    return denoise(eps_fn, solver, x, schedule.timesteps(steps), num_steps=steps)
 
 
 def test_eta_one_draws_its_noise_from_the_jobs_generator_only():
@@ -69,10 +71,9 @@ def test_eta_one_draws_its_noise_from_the_jobs_generator_only():
 
 
 def test_eta_above_zero_without_a_generator_is_refused():
-    schedule = VC2Schedule()
     x = torch.zeros(1, 4, 1, 2, 2)
     with pytest.raises(ValueError, match="generator"):
-        schedule.step(torch.zeros_like(x), 981, x, num_steps=50, eta=1.0)
+        DDIMSolver(VC2Schedule(), eta=1.0).step(x, torch.zeros_like(x), 981, 961)
 
 
 def test_t2v_presets_follow_videocrafter2s_eta_and_upscale_presets_stay_deterministic():

@@ -118,12 +118,15 @@ def _plan_lines(plan: dict[str, Any]) -> list[str]:
 
 def _model_options(func: Any) -> Any:
     for option in reversed([
-        click.option("--model", "model_path", metavar="PATH|tiny",
-                     help="Converted model folder or model.ckpt ('tiny': random test model)."),
+        click.option("--model", "model_path", metavar="PATH|tiny|random",
+                     help="Converted model folder or model.ckpt ('tiny': random test model; "
+                          "'random': full-size random model for speed tests)."),
         click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), help="Where the model runs."),
         click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
                      help="Model precision (auto: bf16 on CUDA, fp32 on CPU)."),
         click.option("--seed", type=click.IntRange(0), help="Seed of every random draw."),
+        click.option("--compile", "compile_model", is_flag=True, default=None,
+                     help="torch.compile the UNet blocks (faster steps after a slow first one)."),
     ]):
         func = option(func)
     return func
@@ -167,7 +170,7 @@ def main() -> None:
 def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str,
             scale: str | None, codec: str | None, engine: str | None, prompt: str | None,
             detail_mask: Path | None, model_path: str | None, device: str | None, dtype: str | None,
-            seed: int | None, steps: int | None, memory_budget: float | None,
+            seed: int | None, steps: int | None, memory_budget: float | None, compile_model: bool | None,
             frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool,
             review: bool, as_json: bool, quiet: bool, cluster: str | None) -> None:
     """Make clips 2x (or 4x) larger. INPUTS are video files or folders of them (searched with
@@ -182,6 +185,7 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
         "model.dtype": dtype, "sampling.seed": seed, "sampling.steps": steps,
         "jobs.memory_budget_gb": memory_budget, "output.review": review or None,
         "cluster.address": cluster,
+        "model.compile": compile_model,
         "upscale.detail_mask": str(detail_mask.resolve()) if detail_mask else None,
     })
     _note_unused(settings, {"--prompt": prompt, "--model": model_path, "--device": device,
@@ -217,6 +221,7 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
 def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
              size: tuple[int, int] | None, codec: str | None, fps: int | None, steps: int | None,
              model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
+             compile_model: bool | None,
              overwrite: bool, dry_run: bool, as_json: bool, quiet: bool) -> None:
     """Generate a clip from PROMPT: VideoCrafter2 at 320x512, then the FreeScale cascade."""
     from .pipeline.generate import default_output, generate_clip, plan_generate
@@ -227,7 +232,7 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
         "generate.height": size[1] if size else None, "output.codec": codec,
         "model.path": model_path, "model.device": device, "model.dtype": dtype,
         "sampling.seed": seed, "sampling.prompt": prompt, "sampling.fps": fps,
-        "sampling.steps": steps,
+        "sampling.steps": steps, "model.compile": compile_model,
     })
     target = output if output is not None else default_output(settings)
     if target.exists() and not overwrite:  # as upscale does: the output is there, complete

@@ -68,6 +68,8 @@ class ModelSettings:
     path: str = ""  # "" = $VIDSCALE_MODEL, then the cache folder; "tiny" = random test model
     device: Literal["auto", "cuda", "cpu"] = "auto"
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    # path "random" = VC2's full-size architecture with random weights (speed and memory tests only)
+    compile: bool = False  # torch.compile each repeated UNet block; falls back to eager on failure
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class SamplingSettings:
     prompt: str = ""
     negative_prompt: str = ""
     seed: int = field(default=123, metadata=_range(0, 2**63 - 1))
+    # ddim: VC2's own sampler (50 steps); dpm++2m: DPM-Solver++(2M), as good in ~25 steps, eta 0 only
+    scheduler: Literal["ddim", "dpm++2m"] = "ddim"
 
 
 @dataclass(frozen=True)

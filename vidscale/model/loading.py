@@ -12,9 +12,10 @@ from .checkpoint import CONVERT, DOWNLOAD, read_checkpoint
 from .convert import convert_original
 from .folder import COMPONENTS, is_model_folder, read_config, read_index, read_weights
 from .tokenizer import ClipTokenizer, find_vocab
-from .videocrafter2 import VideoCrafter2, assemble, tiny_videocrafter2
+from .videocrafter2 import VideoCrafter2, assemble, random_videocrafter2, tiny_videocrafter2
 
 TINY = "tiny"
+RANDOM = "random"  # the full-size architecture with random weights, for speed and memory tests
 ENV = "VIDSCALE_MODEL"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -25,10 +26,11 @@ def default_model_dir() -> Path:
 
 
 def resolve_model_path(path: str | Path | None) -> str | Path:
-    """``--model`` if given, then ``$VIDSCALE_MODEL``, then the default cache folder; ``"tiny"`` as is."""
+    """``--model`` if given, then ``$VIDSCALE_MODEL``, then the default cache folder; ``"tiny"`` and
+    ``"random"`` as they are."""
     chosen = str(path or "") or os.environ.get(ENV, "")
-    if chosen == TINY:
-        return TINY
+    if chosen in (TINY, RANDOM):
+        return chosen
     candidate = Path(chosen).expanduser() if chosen else default_model_dir()
     if not candidate.exists():
         where = f"--model {chosen}" if path else (f"${ENV}={chosen}" if chosen else "the default folder")
@@ -58,9 +60,12 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def load_videocrafter2(path: str | Path, *, device: torch.device | str = "cpu",
                        dtype: torch.dtype = torch.float32, vocab: Path | None = None) -> VideoCrafter2:
-    """Load a converted folder, an original ``model.ckpt`` (converted in memory) or ``"tiny"``."""
+    """Load a converted folder, an original ``model.ckpt`` (converted in memory), ``"tiny"`` or
+    ``"random"`` (both random test models)."""
     if str(path) == TINY:
         return tiny_videocrafter2(device, dtype)
+    if str(path) == RANDOM:
+        return random_videocrafter2(device, dtype)
     path = Path(path)
     if is_model_folder(path):
         index = read_index(path)

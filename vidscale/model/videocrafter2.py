@@ -12,7 +12,7 @@ from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from ..errors import CheckpointError
-from .configs import TINY_TEXT, TINY_UNET, TINY_VAE
+from .configs import TINY_TEXT, TINY_UNET, TINY_VAE, VC2_TEXT, VC2_UNET, VC2_VAE
 from .keymap import missing_and_unexpected
 from .schedule import VC2Schedule
 from .tokenizer import ClipTokenizer
@@ -20,6 +20,8 @@ from .unet import VC2UNet, keep_group_norm_fp32
 
 VAE_PIXELS_PER_PASS = 2**21  # frames per VAE call = this // (H * W): 12 at 320x512, 1 at 1280x2048
 TINY_SEED = 20240101
+RANDOM_SEED = 20241212
+VC2_CONFIGS = {"unet": VC2_UNET, "vae": VC2_VAE, "text_encoder": VC2_TEXT}
 
 
 @dataclass
@@ -146,3 +148,50 @@ def tiny_videocrafter2(device: torch.device | str = "cpu", dtype: torch.dtype = 
     states = {component: module.state_dict() for component, module in zip(configs, modules)}
     return assemble(configs, states, tokenizer=ClipTokenizer.byte_level(), name="tiny (random test model)",
                     device=device, dtype=dtype, is_test_model=True, base_height=64, base_width=64)
+
+
+def random_videocrafter2(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, *,
+                         configs: Mapping[str, dict] = VC2_CONFIGS, seed: int = RANDOM_SEED) -> VideoCrafter2:
+    """VideoCrafter2's real architecture with seeded random weights: ``--model random``.
+
+    For speed and memory measurements without the 7 GB checkpoint: the modules are built on the
+    meta device, cast there (GroupNorm kept float32, as the loader does), then given memory once,
+    directly on ``device`` in ``dtype`` (no CPU copy on a GPU run), and filled from a generator
+    on that device. On ``device="meta"`` nothing is allocated at all (parameter counts, FLOPs).
+    Weights: N(0, 1/fan_in) for matrices and kernels (activations keep their scale through the
+    layers), ones for norm scales, zeros for biases. The output is noise and every result made
+    with it says it came from a random test model. The tokenizer is the byte-level one of
+    ``tiny`` (CLIP's BPE merges are a separate download): other token ids than CLIP's, but the
+    same 77-token sequence, so the cost is the real one.
+    """
+    with torch.device("meta"):
+        modules = build_modules(configs)
+    generator = None if torch.device(device).type == "meta" else torch.Generator(device).manual_seed(seed)
+    for module in modules:
+        nn.Module.to(module, dtype)  # not diffusers' override: it warns; GroupNorm is handled below
+        module.eval().requires_grad_(False)
+        if dtype != torch.float32:
+            keep_group_norm_fp32(module)
+        if generator is not None:
+            module.to_empty(device=device)
+            _fill_random(module, generator)
+    unet, vae, text_encoder = modules
+    positions = torch.arange(text_encoder.config.max_position_embeddings, device=device)[None]
+    text_encoder.get_submodule("embeddings").register_buffer("position_ids", positions, persistent=False)
+    others = [name for module in modules for name, _ in module.named_buffers() if not name.endswith("position_ids")]
+    if others:  # to_empty left them uninitialised
+        raise CheckpointError(f"buffers this vidscale does not know how to fill: {others[:3]}")
+    name = "random (VideoCrafter2 architecture, random weights: for speed tests)"
+    if configs is not VC2_CONFIGS:
+        name = "random (reduced VideoCrafter2 architecture, random weights: for speed tests)"
+    return VideoCrafter2(unet, vae, text_encoder, ClipTokenizer.byte_level(), VC2Schedule(), name,
+                         is_test_model=True)
+
+
+@torch.no_grad()
+def _fill_random(module: nn.Module, generator: torch.Generator) -> None:
+    for name, param in module.named_parameters():
+        if param.ndim >= 2:
+            param.normal_(0.0, param[0].numel() ** -0.5, generator=generator)
+        else:
+            param.fill_(1.0 if name.endswith("weight") else 0.0)

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..model.solvers import Solver
 from ..progress import Progress
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]  # (latents (B, C, F, H, W), t) -> noise
@@ -25,10 +26,13 @@ class DenoiseHooks:
 
 
 @torch.no_grad()
-def denoise(eps_fn: EpsFn, schedule, latents: torch.Tensor, timesteps: Sequence[int], *, num_steps: int,
-            eta: float = 0.0, generator: torch.Generator | None = None, hooks: DenoiseHooks | None = None,
-            progress: Progress | None = None, desc: str = "steps") -> torch.Tensor:
-    """Run DDIM over ``timesteps`` (a tail of ``schedule.timesteps(num_steps)``) from ``latents``."""
+def denoise(eps_fn: EpsFn, solver: Solver, latents: torch.Tensor, timesteps: Sequence[int], *, num_steps: int,
+            hooks: DenoiseHooks | None = None, progress: Progress | None = None,
+            desc: str = "steps") -> torch.Tensor:
+    """Run ``solver`` over ``timesteps`` (a tail of ``schedule.timesteps(num_steps)``) from ``latents``.
+
+    Each step goes to the next timestep of the list, and the last one to t = 0 (alpha_bar_0).
+    """
     hooks = hooks or DenoiseHooks()
     progress = progress or Progress(enabled=False)
     offset = num_steps - len(timesteps)
@@ -36,12 +40,13 @@ def denoise(eps_fn: EpsFn, schedule, latents: torch.Tensor, timesteps: Sequence[
     with progress.bar(desc, total=len(timesteps), unit="step") as bar:
         for k, t in enumerate(timesteps):
             i = offset + k
+            t_next = timesteps[k + 1] if k + 1 < len(timesteps) else 0
             if hooks.before_model:
                 x = hooks.before_model(i, t, x)
             with hooks.model_context(i, t) if hooks.model_context else nullcontext():
                 eps = eps_fn(x, t)
-            z0 = hooks.guide_z0(i, t, schedule.pred_x0(x, eps, t)) if hooks.guide_z0 else None
-            x = schedule.step(eps, t, x, num_steps=num_steps, eta=eta, generator=generator, z0=z0).prev_sample
+            z0 = hooks.guide_z0(i, t, solver.schedule.pred_x0(x, eps, t)) if hooks.guide_z0 else None
+            x = solver.step(x, eps, t, t_next, z0=z0)
             if hooks.after_step:
                 x = hooks.after_step(i, t, x)
             bar.update(1)

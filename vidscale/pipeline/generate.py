@@ -155,7 +155,8 @@ def generate_latents(model: VideoCrafter2, settings: Settings, *, generator: tor
         noise = reschedule_noise(noise, method.temporal_window, method.temporal_stride, generator)
     with temporal_windows(model.unet, window=method.temporal_window or g.frames, stride=method.temporal_stride):
         latents = sample_base(model, eps_fn, noise, steps=settings.sampling.steps, eta=settings.sampling.eta,
-                              generator=generator, progress=progress, after_step=after_step)
+                              scheduler=settings.sampling.scheduler, generator=generator,
+                              progress=progress, after_step=after_step)
     # 4. cascade
     for factor in factors:
         target = (base_latent[0] * factor, base_latent[1] * factor)

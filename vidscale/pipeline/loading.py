@@ -11,14 +11,19 @@ from typing import Any
 import torch
 
 from ..model import VideoCrafter2, load_videocrafter2, resolve_device, resolve_dtype, resolve_model_path
+from ..model.compile import compile_blocks
 from ..settings import ModelSettings
 
 
 def load_model(settings: ModelSettings) -> VideoCrafter2:
-    """Resolve path, device and dtype from the settings and load VideoCrafter2 (or the tiny model)."""
+    """Resolve path, device and dtype from the settings and load VideoCrafter2 (or a random test
+    model); with ``compile``, its UNet blocks are compiled (lazily, at the first steps)."""
     device = resolve_device(settings.device)
-    return load_videocrafter2(resolve_model_path(settings.path), device=device,
-                              dtype=resolve_dtype(settings.dtype, device))
+    model = load_videocrafter2(resolve_model_path(settings.path), device=device,
+                               dtype=resolve_dtype(settings.dtype, device))
+    if settings.compile:
+        compile_blocks(model.unet)
+    return model
 
 
 def reset_peak_memory(device: torch.device) -> None:

@@ -7,7 +7,9 @@ previous cascade stage). One call runs, per the settings:
 2. at every step, before the UNet call, detail control ``x <- c(t) q_sample(ref, t, eps) + (1-c) x``;
 3. restrained dilation for steps with index < ``dilate_tau * steps``;
 4. scale fusion and temporal windows installed around the whole stage;
-5. structure guidance on the predicted clean latent (low band pulled toward the reference).
+5. structure guidance on the predicted clean latent (low band pulled toward the reference);
+6. the step itself by ``sampling.scheduler`` (DDIM, or DPM-Solver++(2M), whose first step after
+   the restart is first order: it has no earlier prediction to extrapolate from).
 
 The noise prediction and the model patches come in a :class:`Denoiser`, so the same loop runs on
 the real UNet and on the oracle denoiser of the tests.
@@ -24,6 +26,7 @@ import torch
 from ..freescale import (detail_control, dilation_active, guidance_weight_schedule, restart_index,
                          structure_guidance)
 from ..settings import Settings
+from ..model.solvers import make_solver
 from .denoise import DenoiseHooks, EpsFn, StepHook, denoise
 
 
@@ -71,7 +74,8 @@ def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.T
         guide_z0=guide_z0 if method.structure_guidance else None,
         after_step=after_step,
     )
+    solver = make_solver(sampling.scheduler, schedule, eta=sampling.eta, generator=generator)
     x = schedule.q_sample(reference, run[0], noise)
     with denoiser.stage_patches():
-        return denoise(denoiser.eps_fn, schedule, x, run, num_steps=sampling.steps, eta=sampling.eta,
-                       generator=generator, hooks=step_hooks, progress=progress, desc="steps")
+        return denoise(denoiser.eps_fn, solver, x, run, num_steps=sampling.steps, hooks=step_hooks,
+                       progress=progress, desc="steps")
