@@ -94,7 +94,7 @@ TINY_TEXT = {"vocab_size": 514, "hidden_size": 32, "num_hidden_layers": 2, "inte
 # VideoCrafter2's real configs (what the converter reads from model.ckpt), for `--model random`:
 # diffusers' default UNet3D (+ fps), the SD 2.x VAE and the OpenCLIP ViT-H text tower up to its
 # penultimate block (23 of 24 layers).
-VC2_UNET = {"in_channels": 4, "out_channels": 4, "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,
+VC2_UNET = {"sample_size": BASE_LATENT, "in_channels": 4, "out_channels": 4, "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,
             "down_block_types": ["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"],
             "up_block_types": ["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3,
             "cross_attention_dim": 1024, "norm_num_groups": 32, "attention_head_dim": 64}
