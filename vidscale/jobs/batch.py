@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..atomic import make_folder
-from ..errors import InputError, InvalidMediaError, MediaNotFoundError, VidscaleError
+from ..errors import InputError, Interrupted, InvalidMediaError, MediaNotFoundError, VidscaleError
 from ..media import probe
 from ..media.codecs import output_suffix
 from ..progress import Progress
@@ -39,6 +39,7 @@ class BatchRequest:
     frames: tuple[int, int | None] | None = None
     overwrite: bool = False
     dry_run: bool = False
+    should_stop: Callable[[], bool] | None = None  # asked after every step; yes: checkpoint and stop
 
 
 @dataclass
@@ -218,7 +219,9 @@ def _run_item(source: Path, request: BatchRequest, progress: Progress | None,
             raise InvalidMediaError(f"{source}: output would overwrite the input")
         result = upscale_one(source, output, request.settings, frames=request.frames,
                              overwrite=request.overwrite, dry_run=request.dry_run,
-                             progress=progress)
+                             progress=progress, should_stop=request.should_stop)
+    except Interrupted:  # the whole batch stops: the user asked to
+        raise
     except VidscaleError as error:
         return ItemResult(source, "failed", output, error=str(error), exit_code=error.exit_code)
     return ItemResult(source, "planned" if request.dry_run else "done", output, result=result)

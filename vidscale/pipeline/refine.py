@@ -38,11 +38,16 @@ class Denoiser:
 
 def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.Tensor,
            settings: Settings, *, anchor: StepHook | None = None,
-           generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
+           generator: torch.Generator | None = None, progress=None, after_step: StepHook | None = None,
+           resume: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
     """Denoise ``reference`` (1, C, F, H, W) from the restart step; returns the final latent.
 
     ``reference`` is also what detail control re-noises and what structure guidance steers to;
-    ``anchor`` runs after detail control at every step (chunk anchoring).
+    ``anchor`` runs after detail control at every step (chunk anchoring); ``after_step`` sees
+    the latent after each step (step checkpoints). ``resume = (done, latent)`` continues a stage
+    whose first ``done`` steps ended in ``latent``: every step is a function of (step index,
+    latent, reference, noise, and ``generator``'s state when eta > 0), so the continuation
+    equals the uninterrupted run.
     """
     method, sampling = settings.freescale, settings.sampling
     timesteps = schedule.timesteps(sampling.steps)
@@ -64,8 +69,12 @@ def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.T
         before_model=before_model,
         model_context=model_context,
         guide_z0=guide_z0 if method.structure_guidance else None,
+        after_step=after_step,
     )
     x = schedule.q_sample(reference, run[0], noise)
+    if resume is not None:
+        done, x = resume
+        run = run[done:]
     with denoiser.stage_patches():
         return denoise(denoiser.eps_fn, schedule, x, run, num_steps=sampling.steps, eta=sampling.eta,
                        generator=generator, hooks=step_hooks, progress=progress, desc="steps")
