@@ -149,7 +149,7 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
     })
     from .jobs.interrupts import interruptible
 
-    command = shlex.join([click.get_current_context().find_root().info_name, *sys.argv[1:]])
+    command = f"{click.get_current_context().find_root().info_name} {shlex.join(sys.argv[1:])}"
     with interruptible(command, say=lambda line: click.echo(line, err=True)) as should_stop:
         request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
                                frames=frame_range, overwrite=overwrite, dry_run=dry_run, should_stop=should_stop)

@@ -107,7 +107,9 @@ class StepCheckpoints:
 
     A checkpoint holds the latent after the step, the anchor trajectory recorded so far and the
     generator's state: with the reference and noise (rebuilt from the source and the seed) that is
-    all a step depends on. The last step saves nothing: the finished chunk is saved right after.
+    all a step depends on. Also the latent's memory layout (its strides): the live latent is often
+    channels-last, and kernels reduce in a different order on another layout, which would change
+    the last bits. The last step saves nothing: the finished chunk is saved right after.
     """
 
     def __init__(self, store: JobStore, chunk: Chunk, *, chunks: int, steps: int, done: int,
@@ -123,7 +125,7 @@ class StepCheckpoints:
             return x
         stop = self.should_stop is not None and self.should_stop()
         if stop or time.monotonic() - self.saved_at >= self.every:
-            tensors = {"latent": x, "trajectory": self.anchor.trajectory()}
+            tensors = {"latent": x, "stride": torch.tensor(x.stride()), "trajectory": self.anchor.trajectory()}
             if self.generator is not None:
                 tensors["generator"] = self.generator.get_state()
             self.store.save_step(self.chunk.index, self.done, tensors)
@@ -131,7 +133,7 @@ class StepCheckpoints:
         if stop:
             raise Interrupted(f"stopped at step {self.done} of {self.steps} in chunk {self.chunk.index + 1} "
                               f"of {self.chunks}; kept in {self.store.root}: {len(self.store.finished)} "
-                              f"finished chunk(s) and that step of chunk {self.chunk.index + 1}")
+                              f"finished chunk(s) and chunk {self.chunk.index + 1} up to that step")
         return x
 
 
@@ -163,6 +165,11 @@ def denoise_chunks(plan: UpscalePlan, store: JobStore, *, inputs: Callable[[Chun
             bar.update(1)
 
 
+def _with_stride(saved: torch.Tensor, stride: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``saved`` (contiguous, as files store it) in the memory layout the live latent had."""
+    return torch.empty_strided(saved.shape, stride.tolist(), dtype=saved.dtype, device=device).copy_(saved)
+
+
 def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, settings, progress,
                    should_stop) -> None:
     keep = plan.chunks[chunk.index + 1].anchored if chunk.index + 1 < len(plan.chunks) else 0
@@ -175,7 +182,7 @@ def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, se
     done, resume, recorded = 0, None, None
     if saved is not None:
         done, tensors = saved
-        resume = (done, tensors["latent"].to(data.reference.device))
+        resume = (done, _with_stride(tensors["latent"], tensors["stride"], data.reference.device))
         recorded = tensors["trajectory"]
         if generator is not None:
             generator.set_state(tensors["generator"])

@@ -62,7 +62,8 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
     reset_peak_memory(model.device)
     base = (model.base_height // 8, model.base_width // 8)
     plan = make_plan(info.width, info.height, info.frame_range(frames), settings, base_latent=base,
-                     dtype_bytes=torch.finfo(model.dtype).bits // 8)
+                     dtype_bytes=torch.finfo(model.dtype).bits // 8,
+                     vae_width=model.vae.config.block_out_channels[1])
     # 2. job store
     identity = {"input": fingerprint(source), "frames": plan.frame_range,
                 "settings": result_settings(settings).digest("upscale", "model", "sampling", "freescale", "jobs"),

@@ -43,8 +43,10 @@ MAX_GLOBAL_TOKENS = 160 * 256
 # pixel, in elements of the model dtype: ~900, measured as the peak-RSS difference of decoding one
 # 512x512 and one 256x256 frame in fp32 on the CPU (real architecture, random weights). In 16-bit
 # dtypes GroupNorm adds an fp32 copy of its 256-channel input (VAE_GROUPNORM_BYTES_PER_PIXEL).
+# Both scale with the decoder's width at full resolution (block_out_channels[1]: 256 in VC2).
 VAE_DECODE_ELEMENTS_PER_PIXEL = 900
 VAE_GROUPNORM_BYTES_PER_PIXEL = 256 * 4
+VC2_VAE_WIDTH = 256
 VAE_PIXELS_PER_PASS = 2**21  # as in vidscale.model.videocrafter2 (this module stays torch-free)
 VAE_BUDGET_SHARE = 1 / 8  # at most this share of the budget is kept for the VAE decode
 MIN_VAE_TILE = 32  # latent cells: 256 pixels, below which a tile's edge costs more than it saves
@@ -153,13 +155,14 @@ def unet_tflops(frames: int, tokens: int, attended: int, batch: int = 1) -> floa
     return per_frame * frames * batch / 1e12
 
 
-def vae_decode_gb(pixels: int, dtype_bytes: int) -> float:
+def vae_decode_gb(pixels: int, dtype_bytes: int, width: int = VC2_VAE_WIDTH) -> float:
     """Estimated peak memory of one VAE decode pass over ``pixels`` output pixels."""
     per_pixel = VAE_DECODE_ELEMENTS_PER_PIXEL * dtype_bytes + (VAE_GROUPNORM_BYTES_PER_PIXEL if dtype_bytes < 4 else 0)
-    return pixels * per_pixel / 2**30
+    return pixels * per_pixel * width / VC2_VAE_WIDTH / 2**30
 
 
-def plan_vae_decode(latent: tuple[int, int], free_gb: float, dtype_bytes: int) -> tuple[list[Tile], int, int]:
+def plan_vae_decode(latent: tuple[int, int], free_gb: float, dtype_bytes: int,
+                    width: int = VC2_VAE_WIDTH) -> tuple[list[Tile], int, int]:
     """(tiles, overlap, pixels per pass) for decoding ``latent`` frames within ``free_gb``.
 
     The decoder is per frame, so frames are batched up to ``VAE_PIXELS_PER_PASS`` pixels or what
@@ -168,13 +171,14 @@ def plan_vae_decode(latent: tuple[int, int], free_gb: float, dtype_bytes: int) -
     decoder's mid-block attention is global over the frame, so a tiled decode is close to, not
     equal to, the whole-frame decode: it is used only when a frame does not fit.
     """
-    affordable = int(free_gb / vae_decode_gb(1, dtype_bytes))
+    affordable = int(free_gb / vae_decode_gb(1, dtype_bytes, width))
     pass_pixels = max(1, min(VAE_PIXELS_PER_PASS, affordable))
     if latent[0] * latent[1] * VAE_FACTOR**2 <= affordable:
         return [], 0, pass_pixels
     side = max(MIN_VAE_TILE, int(math.sqrt(pass_pixels)) // VAE_FACTOR // UNET_MULTIPLE * UNET_MULTIPLE)
     overlap = max(UNET_MULTIPLE, side // 4 // UNET_MULTIPLE * UNET_MULTIPLE)
-    return plan_tiles(latent, (side, side), overlap), overlap, pass_pixels
+    tiles = plan_tiles(latent, (side, side), overlap)
+    return (tiles, overlap, pass_pixels) if len(tiles) > 1 else ([], 0, pass_pixels)
 
 
 def unet_memory_gb(frames: int, tokens: int, dtype_bytes: int, batch: int = 1) -> float:
@@ -271,7 +275,8 @@ def window_count(frames: int, window: int, stride: int) -> int:
 
 
 def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: Settings, *,
-              base_latent: tuple[int, int] = (40, 64), dtype_bytes: int = 2) -> UpscalePlan:
+              base_latent: tuple[int, int] = (40, 64), dtype_bytes: int = 2,
+              vae_width: int = VC2_VAE_WIDTH) -> UpscalePlan:
     """Plan an upscale of ``frame_range`` of a ``width x height`` clip within the memory budget.
 
     Chunk length comes from the budget (never more than ``jobs.chunk_frames``); if not even one
@@ -287,7 +292,7 @@ def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: S
     # The decode of one chunk runs beside the denoising of the next: it keeps a share of the budget.
     frame_pixels = latent[0] * latent[1] * VAE_FACTOR**2
     vae_reserve = min(vae_decode_gb(max(frame_pixels, VAE_PIXELS_PER_PASS // frame_pixels * frame_pixels),
-                                    dtype_bytes), settings.jobs.memory_budget_gb * VAE_BUDGET_SHARE)
+                                    dtype_bytes, vae_width), settings.jobs.memory_budget_gb * VAE_BUDGET_SHARE)
     budget = settings.jobs.memory_budget_gb - vae_reserve
     fit = _frames_that_fit(latent[0] * latent[1], budget, dtype_bytes, batch)
     tiles: list[Tile] = []
@@ -303,7 +308,7 @@ def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: S
     attended = tokens if fusion in ("off", "reference", "fast") else min(tokens, base_latent[0] * base_latent[1])
     longest = max(c.end - c.start for c in chunks)
     steps = settings.sampling.steps - int(settings.freescale.restart_fraction * settings.sampling.steps)
-    vae_tiles, vae_overlap, pass_pixels = plan_vae_decode(latent, vae_reserve, dtype_bytes)
+    vae_tiles, vae_overlap, pass_pixels = plan_vae_decode(latent, vae_reserve, dtype_bytes, vae_width)
     return UpscalePlan(
         frame_range=frame_range, geometry=geometry, chunks=chunks, tiles=tiles, fusion=fusion,
         steps=steps,
@@ -311,7 +316,7 @@ def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: S
         memory_gb=round(unet_memory_gb(longest, tokens, dtype_bytes, batch), 2),
         tflops_per_step=round(unet_tflops(longest, tokens, attended, batch) * max(1, len(tiles)), 2),
         tile_overlap=tile_overlap, notes=notes,
-        vae_memory_gb=round(vae_decode_gb(latent[0] * latent[1] * VAE_FACTOR**2, dtype_bytes), 2),
+        vae_memory_gb=round(vae_decode_gb(latent[0] * latent[1] * VAE_FACTOR**2, dtype_bytes, vae_width), 2),
         vae_tiles=vae_tiles, vae_tile_overlap=vae_overlap, vae_pixels_per_pass=pass_pixels,
         overlap_io=settings.jobs.overlap_io, checkpoint_seconds=settings.jobs.checkpoint_seconds,
     )
