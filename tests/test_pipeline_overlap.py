@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from vidscale.model.videocrafter2 import tiny_videocrafter2
 from vidscale.pipeline import upscale
 from vidscale.pipeline.overlap import Prefetch, Sink
 from vidscale.pipeline.upscale import upscale_clip
@@ -19,12 +20,17 @@ from vidscale.settings import Settings
 from watch_helpers import decoded
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",
-        "sampling.steps": 3, "output.codec": "h264", "output.crf": 0, "output.x264_preset": "ultrafast",
+        "sampling.steps": 2, "sampling.guidance_scale": 1.0, "output.codec": "h264", "output.crf": 0, "output.x264_preset": "ultrafast",
         "jobs.chunk_frames": 3, "jobs.overlap_frames": 1}
 
 
 class ReaderBroke(Exception):
     pass
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_videocrafter2()
 
 
 def settings(**overrides) -> Settings:
@@ -35,17 +41,17 @@ def no_worker_threads() -> bool:
     return not [t for t in threading.enumerate() if t.name.startswith("vidscale-")]
 
 
-def test_overlap_on_gives_the_frames_of_overlap_off(make_clip, tmp_path):
+def test_overlap_on_gives_the_frames_of_overlap_off(model, make_clip, tmp_path):
     clip = make_clip(width=64, height=48, frames=7)
-    on = upscale_clip(clip, tmp_path / "on.mp4", settings(**{"jobs.overlap_io": True}))
-    off = upscale_clip(clip, tmp_path / "off.mp4", settings(**{"jobs.overlap_io": False}))
+    on = upscale_clip(clip, tmp_path / "on.mp4", settings(**{"jobs.overlap_io": True}), model=model)
+    off = upscale_clip(clip, tmp_path / "off.mp4", settings(**{"jobs.overlap_io": False}), model=model)
     a, b = decoded(on.output), decoded(off.output)
     assert len(a) == len(b) == 7
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert on.job_dir == off.job_dir  # a setting of how the job runs, not of what it makes
 
 
-def test_an_error_in_the_reader_thread_is_the_jobs_error(make_clip, tmp_path, monkeypatch):
+def test_an_error_in_the_reader_thread_is_the_jobs_error(model, make_clip, tmp_path, monkeypatch):
     clip = make_clip(width=64, height=48, frames=7)
     real = upscale.chunk_inputs
 
@@ -56,12 +62,12 @@ def test_an_error_in_the_reader_thread_is_the_jobs_error(make_clip, tmp_path, mo
 
     monkeypatch.setattr(upscale, "chunk_inputs", breaks_on_the_third_chunk)
     with pytest.raises(ReaderBroke, match="chunk 2"):
-        upscale_clip(clip, tmp_path / "out.mp4", settings())
+        upscale_clip(clip, tmp_path / "out.mp4", settings(), model=model)
     assert no_worker_threads()
     assert [p.name for p in tmp_path.iterdir()] == [".vidscale-jobs"]  # no output, no temporary file
 
 
-def test_an_error_in_the_writer_thread_is_the_jobs_error(make_clip, tmp_path, monkeypatch):
+def test_an_error_in_the_writer_thread_is_the_jobs_error(model, make_clip, tmp_path, monkeypatch):
     clip = make_clip(width=64, height=48, frames=7)
 
     def broken(*_args):
@@ -70,7 +76,7 @@ def test_an_error_in_the_writer_thread_is_the_jobs_error(make_clip, tmp_path, mo
 
     monkeypatch.setattr(upscale, "decoded_chunk", broken)
     with pytest.raises(OSError, match="disk full"):
-        upscale_clip(clip, tmp_path / "out.mp4", settings())
+        upscale_clip(clip, tmp_path / "out.mp4", settings(), model=model)
     assert no_worker_threads()
     assert [p.name for p in tmp_path.iterdir()] == [".vidscale-jobs"]
 

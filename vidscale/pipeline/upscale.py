@@ -52,7 +52,12 @@ def plan_upscale(source: Path, settings: Settings, *, frames=None) -> UpscalePla
 def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None, overwrite=False,
                  progress: Progress | None = None, model: VideoCrafter2 | None = None,
                  should_stop: Callable[[], bool] | None = None) -> UpscaleResult:
-    """Upscale ``source`` into ``output``; resumable (run it again after an interruption)."""
+    """Upscale ``source`` into ``output``; resumable (run it again after an interruption).
+
+    ``should_stop`` is asked after every denoising step: once it says yes, the running chunk is
+    saved at that step and :class:`~vidscale.errors.Interrupted` is raised; the next call with
+    the same arguments continues from that step and writes the very same output.
+    """
     started = time.perf_counter()
     progress = progress or Progress(enabled=False)
     # 1. probe and plan
