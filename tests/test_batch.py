@@ -89,7 +89,7 @@ def test_two_inputs_that_would_write_one_output_name(inputs):
 
 
 def test_upscale_one_passes_should_stop_to_the_freescale_job(tmp_path, make_clip):
-    """Stopped after the first chunk (Interrupted, nothing written), then the same call resumes."""
+    """Stopped after the first step (Interrupted, its checkpoint saved, no output), then the same call resumes."""
     from vidscale.pipeline.chunks import Interrupted
 
     preset = tmp_path / "tiny.toml"
@@ -99,7 +99,8 @@ def test_upscale_one_passes_should_stop_to_the_freescale_job(tmp_path, make_clip
     output.parent.mkdir()
     with pytest.raises(Interrupted):
         upscale_one(source, output, settings, should_stop=lambda: True)
-    assert job_progress(output.parent) == (1, False) and not output.exists()
+    assert job_progress(output.parent) == (0, False) and not output.exists()
+    assert len(list(output.parent.glob(".vidscale-jobs/*/chunk-0000-step-0001.safetensors"))) == 1
     result = upscale_one(source, output, settings, should_stop=lambda: False)
     assert result["frames"] == 12 and len(decoded(output)) == 12
     assert job_progress(output.parent) == (0, True)

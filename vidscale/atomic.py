@@ -7,6 +7,7 @@ once complete; the rename is atomic on one filesystem. On any error the temporar
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import secrets
@@ -25,12 +26,19 @@ def temp_name(final: Path) -> Path:
     """
     final = Path(final)
     while True:
-        candidate = final.with_name(f".{final.stem}.{secrets.token_hex(4)}.partial{final.suffix}")
+        candidate = final.with_name(f".{final.stem}.{secrets.token_hex(4)}.partial{final.suffix}")  # 8 hex digits
         try:
             os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:
             continue
         return candidate
+
+
+def remove_stale_temps(final: Path) -> None:
+    """Remove temporary files of ``final`` left by a killed run (a resumed job writes it anew)."""
+    final = Path(final)
+    for temp in final.parent.glob(f".{glob.escape(final.stem)}.{'?' * 8}.partial{glob.escape(final.suffix)}"):
+        temp.unlink(missing_ok=True)
 
 
 def check_target(final: Path, *, overwrite: bool) -> None:

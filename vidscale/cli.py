@@ -8,6 +8,7 @@ become exit codes in one place, :class:`VidscaleGroup`.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -193,9 +194,13 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
                             "--memory-budget": memory_budget}, quiet or as_json)
     if settings.cluster.address:
         from .jobs.cluster import run_cluster as run_batch
-    request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
-                           frames=frame_range, overwrite=overwrite, dry_run=dry_run)
-    summary = run_batch(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
+    from .jobs.interrupts import interruptible
+
+    command = f"{click.get_current_context().find_root().info_name} {shlex.join(sys.argv[1:])}"
+    with interruptible(command, say=lambda line: click.echo(line, err=True)) as should_stop:
+        request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
+                               frames=frame_range, overwrite=overwrite, dry_run=dry_run, should_stop=should_stop)
+        summary = run_batch(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
     if as_json:
         _print_json(summary.to_dict())
     sys.exit(summary.exit_code)

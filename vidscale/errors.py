@@ -2,7 +2,7 @@
 
 Every error a user can cause or fix is a :class:`VidscaleError` whose message names the file, the
 problem and the fix. The CLI maps ``exit_code`` to the process exit status in one place
-(0 ok, 1 a job failed while running, 2 bad input or usage). Like PyAV's errors, they also subclass
+(0 ok, 1 a job failed while running, 2 bad input or usage, 130 interrupted: resumable). Like PyAV's errors, they also subclass
 the builtin family a caller already catches (a missing file is a ``FileNotFoundError``).
 """
 
@@ -54,4 +54,7 @@ class JobError(VidscaleError):
 
 
 class Interrupted(JobError):
-    """The run was asked to stop; every finished chunk is saved and the job resumes next time."""
+    """The run was asked to stop; every finished chunk (and the running chunk's last step
+    checkpoint) is saved and the job resumes next time. Exit status 130, as after SIGINT."""
+
+    exit_code = 130

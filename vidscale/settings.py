@@ -120,6 +120,10 @@ class JobSettings:
     chunk_frames: int = field(default=48, metadata=_range(1, 10_000))
     overlap_frames: int = field(default=8, metadata=_range(0, 1_000))
     memory_budget_gb: float = field(default=60.0, metadata=_range(0.1, 10_000.0))
+    # read + VAE-encode the next chunk and decode + write the previous one while a chunk denoises
+    overlap_io: bool = True
+    # save the running chunk's latent this often, so an interrupt loses at most this much; 0 = every step
+    checkpoint_seconds: float = field(default=120.0, metadata=_range(0.0, 86_400.0))
     # Frames per segment: consecutive chunks grouped into segments that can run in parallel and
     # are joined by a crossfade over overlap_frames; 0 = off (one anchored chain per clip).
     segment_frames: int = field(default=0, metadata=_range(0, 1_000_000))

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..atomic import check_writable, make_folder
-from ..errors import InputError, InvalidMediaError, MediaNotFoundError, VidscaleError
+from ..errors import InputError, Interrupted, InvalidMediaError, MediaNotFoundError, VidscaleError
 from ..media import VideoInfo, codec_spec, probe
 from ..media.codecs import output_suffix
 from ..media.matte import open_matte
@@ -56,6 +56,7 @@ class BatchRequest:
     frames: tuple[int, int | None] | None = None
     overwrite: bool = False
     dry_run: bool = False
+    should_stop: Callable[[], bool] | None = None  # asked after every step; yes: checkpoint and stop
 
 
 @dataclass(frozen=True)
@@ -393,7 +394,9 @@ def run_item(ready: Ready, request: BatchRequest, progress: Progress | None) -> 
     """Run a checked input's job in this process."""
     try:
         result = upscale_one(ready.path, ready.output, request.settings, frames=request.frames,
-                             overwrite=request.overwrite, progress=progress)
+                             overwrite=request.overwrite, progress=progress, should_stop=request.should_stop)
+    except Interrupted:  # the whole batch stops: the user asked to
+        raise
     except VidscaleError as error:
         return failed_item(ready.path, ready.output, error)
     return ItemResult(ready.path, "done", ready.output, result=result, notes=ready.notes)

@@ -57,6 +57,12 @@ class Solver(Protocol):
     def step(self, x: torch.Tensor, eps: torch.Tensor, t: int, t_next: int, *,
              z0: torch.Tensor | None = None) -> torch.Tensor: ...
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """What the next step depends on besides its arguments (for a step checkpoint)."""
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from a :meth:`state` taken after an earlier step of the same run."""
+
 
 class DDIMSolver:
     """VC2's DDIM (first order); ``eta`` > 0 adds fresh noise from ``generator`` at each step."""
@@ -84,6 +90,13 @@ class DDIMSolver:
             x_next = x_next + sigma * noise
         return x_next
 
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()} if self.eta > 0 and self.generator else {}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
+
 
 class DPMSolverPP2M:
     """DPM-Solver++(2M) in VC2's scaled parameterisation (derivation in the module docstring)."""
@@ -102,9 +115,20 @@ class DPMSolverPP2M:
         if self._previous is not None:
             lambda_r, x0_r = self._previous
             r0 = (lambda_s - lambda_r) / h
-            direction = x0 + (x0 - x0_r) / (2 * r0)
+            direction = x0 + (x0 - x0_r.to(x0.device, x0.dtype)) / (2 * r0)
         self._previous = (lambda_s, x0)
         return (sigma_t / sigma_s) * x - a_t * math.expm1(-h) * direction
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The previous step's (lambda, x0): the second-order term needs it."""
+        if self._previous is None:
+            return {}
+        lambda_r, x0_r = self._previous
+        return {"previous_lambda": torch.tensor(lambda_r, dtype=torch.float64), "previous_x0": x0_r}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        if "previous_x0" in state:
+            self._previous = (float(state["previous_lambda"]), state["previous_x0"])
 
 
 def make_solver(scheduler: str, schedule: VC2Schedule, *, eta: float = 0.0,

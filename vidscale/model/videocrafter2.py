@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from diffusers import AutoencoderKL
@@ -15,6 +15,7 @@ from ..errors import CheckpointError
 from .configs import TINY_TEXT, TINY_UNET, TINY_VAE, VC2_TEXT, VC2_UNET, VC2_VAE
 from .keymap import missing_and_unexpected
 from .schedule import VC2Schedule
+from .tiles import Box, blend_tiles
 from .tokenizer import ClipTokenizer
 from .unet import VC2UNet, keep_group_norm_fp32
 
@@ -68,21 +69,32 @@ class VideoCrafter2:
         return rearrange(latents, "f c h w -> 1 c f h w")
 
     @torch.no_grad()
-    def decoded(self, latents: torch.Tensor) -> Iterator[torch.Tensor]:
+    def decoded(self, latents: torch.Tensor, *, tiles: Sequence[Box] = (), overlap: int = 0,
+                pixels_per_pass: int = VAE_PIXELS_PER_PASS) -> Iterator[torch.Tensor]:
         """(B, 4, F, h, w) scaled latents -> successive (n, 3, 8h, 8w) pixel batches in about [-1, 1],
-        one VAE pass each, so a writer can stream them with bounded memory."""
+        one VAE pass each, so a writer can stream them with bounded memory.
+
+        With more than one of ``tiles`` (latent windows overlapping by ``overlap``), each pass
+        decodes the tiles separately and blends them with linear ramps in pixel space: memory
+        follows the tile, not the frame. Close to the whole-frame decode, not equal to it (the
+        decoder's mid-block attention sees the whole frame), so plans tile only frames that would
+        not fit. One tile, or none, is the whole-frame decode.
+        """
         flat = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
-        step = self._frames_per_pass((flat.shape[-2] * 8, flat.shape[-1] * 8))
+        decode = lambda z: self.vae.decode(z).sample  # noqa: E731
+        window = (tiles[0].height, tiles[0].width) if len(tiles) > 1 else flat.shape[-2:]
+        step = self._frames_per_pass((window[0] * 8, window[1] * 8), pixels_per_pass)
         for i in range(0, flat.shape[0], step):
-            yield self.vae.decode(flat[i:i + step].to(self.device, self.dtype)).sample
+            z = flat[i:i + step].to(self.device, self.dtype)
+            yield blend_tiles(decode, z, tiles, overlap, scale=8) if len(tiles) > 1 else decode(z)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """All of :meth:`decoded` as one (B*F, 3, 8h, 8w) tensor."""
         return torch.cat(list(self.decoded(latents)))
 
     @staticmethod
-    def _frames_per_pass(size: tuple[int, int]) -> int:
-        return max(1, VAE_PIXELS_PER_PASS // (int(size[0]) * int(size[1])))
+    def _frames_per_pass(size: tuple[int, int], pixels: int = VAE_PIXELS_PER_PASS) -> int:
+        return max(1, pixels // (int(size[0]) * int(size[1])))
 
 
 def build_modules(configs: Mapping[str, dict]) -> tuple[VC2UNet, AutoencoderKL, CLIPTextModel]:

@@ -11,20 +11,27 @@ The price is order: chunks run one after another (a crossfade could run them in 
 
 from __future__ import annotations
 
+import hashlib
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
 from ..errors import Interrupted
+from ..freescale import restart_index
+from ..model.solvers import Solver, make_solver
+from ..model.tiles import blend_tiles
 from ..work.plan import Chunk, Tile, UpscalePlan
 from ..work.store import JobStore
 from ..progress import Progress
 from ..settings import Settings
 from .denoise import EpsFn
+from .overlap import Prefetch
 from .refine import Denoiser, refine
 
 _GOLDEN = 0x9E3779B97F4A7C15  # spreads consecutive frame indices over the seed space
+SOLVER = "solver."  # prefix of the solver's state in a step checkpoint
 
 
 def frame_noise(seed: int, frames: Sequence[int], shape: tuple[int, ...], *,
@@ -46,16 +53,18 @@ class Anchor:
 
     ``previous`` holds (steps, 1, C, anchored, H, W): the previous chunk's last frames before
     each model call; they replace this chunk's first ``anchored`` frames at the same step.
-    ``keep`` is how many of this chunk's last frames the next chunk will need.
+    ``keep`` is how many of this chunk's last frames the next chunk will need; ``recorded`` is
+    what a resumed chunk had recorded before its checkpoint.
     """
 
-    def __init__(self, previous: torch.Tensor | None, anchored: int, keep: int):
+    def __init__(self, previous: torch.Tensor | None, anchored: int, keep: int,
+                 recorded: torch.Tensor | None = None):
         if anchored and previous is None:
             raise ValueError("an anchored chunk needs the previous chunk's trajectory")
         self.previous = previous
         self.anchored = anchored
         self.keep = keep
-        self._recorded: list[torch.Tensor] = []
+        self._recorded: list[torch.Tensor] = list(recorded) if recorded is not None else []
 
     def __call__(self, step: int, t: int, x: torch.Tensor) -> torch.Tensor:
         index = len(self._recorded)
@@ -70,40 +79,9 @@ class Anchor:
         return torch.stack(self._recorded)
 
 
-def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
-    """1 inside, rising linearly over ``overlap`` cells at an inner edge (never 0)."""
-    ramp = torch.ones(length)
-    steps = torch.arange(1, overlap + 1, dtype=torch.float32) / (overlap + 1)
-    if not at_start and overlap:
-        ramp[:overlap] = steps
-    if not at_end and overlap:
-        ramp[length - overlap:] = steps.flip(0)
-    return ramp
-
-
-def tile_weights(tile: Tile, latent: tuple[int, int], overlap: int) -> torch.Tensor:
-    """Smooth blending weights (H, W) of one tile: flat inside, linear ramps where tiles meet."""
-    rows = _ramp(tile.height, overlap, tile.top == 0, tile.top + tile.height == latent[0])
-    cols = _ramp(tile.width, overlap, tile.left == 0, tile.left + tile.width == latent[1])
-    return rows[:, None] * cols[None, :]
-
-
 def tiled(eps_fn: EpsFn, tiles: Sequence[Tile], overlap: int) -> EpsFn:
     """Predict noise tile by tile (bounded memory) and blend the tiles with smooth weights."""
-
-    def run(x: torch.Tensor, t: int) -> torch.Tensor:
-        latent = (x.shape[-2], x.shape[-1])
-        total = torch.zeros_like(x)
-        weight = torch.zeros(latent, device=x.device, dtype=x.dtype)
-        for tile in tiles:
-            rows = slice(tile.top, tile.top + tile.height)
-            cols = slice(tile.left, tile.left + tile.width)
-            w = tile_weights(tile, latent, overlap).to(device=x.device, dtype=x.dtype)
-            total[..., rows, cols] += eps_fn(x[..., rows, cols], t) * w
-            weight[rows, cols] += w
-        return total / weight
-
-    return run
+    return lambda x, t: blend_tiles(lambda part: eps_fn(part, t), x, tiles, overlap)
 
 
 @dataclass
@@ -115,32 +93,107 @@ class ChunkInputs:
     alpha: torch.Tensor | None = None  # per-pixel detail exponent (a --detail-mask); None: settings'
 
 
+def step_generator(seed: int, chunk: Chunk, eta: float) -> torch.Generator | None:
+    """The generator of a chunk's per-step DDIM noise (eta > 0 only), keyed by (seed, chunk).
+
+    Its state goes into each step checkpoint, so a resumed chunk draws what it would have drawn.
+    On the CPU, like :func:`frame_noise`, so CPU and GPU runs agree.
+    """
+    if eta <= 0:
+        return None
+    key = hashlib.sha256(f"ddim-eta:{seed}:{chunk.start}".encode()).digest()  # apart from frame_noise's keys
+    return torch.Generator("cpu").manual_seed(int.from_bytes(key[:8], "little") % 2**63)
+
+
+class StepCheckpoints:
+    """An after-step hook: saves the running chunk every ``every`` seconds, and stops it when asked.
+
+    A checkpoint holds the latent after the step, the anchor trajectory recorded so far and the
+    solver's state (the generator's when eta > 0, a multistep solver's history): with the
+    reference and noise (rebuilt from the source and the seed) that is all a step depends on. Also the latent's memory layout (its strides): the live latent is often
+    channels-last, and kernels reduce in a different order on another layout, which would change
+    the last bits. The last step saves nothing: the finished chunk is saved right after.
+    """
+
+    def __init__(self, store: JobStore, chunk: Chunk, *, chunks: int, steps: int, done: int,
+                 every: float, anchor: Anchor, solver: Solver, should_stop: Callable[[], bool] | None):
+        self.store, self.chunk, self.chunks, self.steps, self.done = store, chunk, chunks, steps, done
+        self.every, self.anchor, self.solver, self.should_stop = every, anchor, solver, should_stop
+        self.saved_at = time.monotonic()
+
+    def __call__(self, step: int, t: int, x: torch.Tensor) -> torch.Tensor:
+        self.done += 1
+        if self.done == self.steps:
+            return x
+        stop = self.should_stop is not None and self.should_stop()
+        if stop or time.monotonic() - self.saved_at >= self.every:
+            tensors = {"latent": x, "stride": torch.tensor(x.stride()), "trajectory": self.anchor.trajectory(),
+                       **{SOLVER + key: value for key, value in self.solver.state().items()}}
+            self.store.save_step(self.chunk.index, self.done, tensors)
+            self.saved_at = time.monotonic()
+        if stop:
+            raise Interrupted(f"stopped at step {self.done} of {self.steps} in chunk {self.chunk.index + 1} "
+                              f"of {self.chunks}; kept in {self.store.root}: {len(self.store.finished)} "
+                              f"finished chunk(s) and chunk {self.chunk.index + 1} up to that step")
+        return x
+
+
 def denoise_chunks(plan: UpscalePlan, store: JobStore, *, inputs: Callable[[Chunk], ChunkInputs],
                    denoiser: Callable[[Chunk], Denoiser], schedule, settings: Settings, progress: Progress,
-                   should_stop: Callable[[], bool] | None = None) -> None:
-    """Denoise every unfinished chunk in order, each anchored to the one before, and save it."""
-    with progress.bar("chunks", total=len(plan.chunks), unit="chunk") as bar:
+                   should_stop: Callable[[], bool] | None = None,
+                   finished: Callable[[Chunk], None] | None = None) -> None:
+    """Denoise every unfinished chunk in order, each anchored to the one before, and save it.
+
+    ``finished(chunk)`` is called for every chunk in order once it is on disk (at once for those a
+    previous run finished). With ``jobs.overlap_io`` the next chunk's ``inputs`` are prepared in
+    a background thread while this one denoises. ``should_stop`` is asked after every step: when
+    it says yes, the running chunk is checkpointed and :class:`Interrupted` is raised.
+    """
+    pending = [chunk for chunk in plan.chunks if chunk.index not in store.finished]
+    prepared = ((chunk, inputs(chunk)) for chunk in pending)
+    with progress.bar("chunks", total=len(plan.chunks), unit="chunk") as bar, \
+            Prefetch(prepared, enabled=settings.jobs.overlap_io) as ready:
         for chunk in plan.chunks:
             if chunk.index not in store.finished:
-                _denoise_chunk(plan, store, chunk, inputs(chunk), denoiser(chunk), schedule, settings,
-                               progress)
+                _, data = next(ready)
+                _denoise_chunk(plan, store, chunk, data, denoiser(chunk), schedule, settings, progress,
+                               should_stop)
                 if should_stop is not None and should_stop():
                     raise Interrupted(f"stopped after chunk {chunk.index + 1} of {len(plan.chunks)}; "
-                                      "run the same command again to resume")
+                                      f"kept in {store.root}: {len(store.finished)} finished chunk(s)")
+            if finished is not None:
+                finished(chunk)
             bar.update(1)
 
 
-def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, settings, progress) -> None:
+def _with_stride(saved: torch.Tensor, stride: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``saved`` (contiguous, as files store it) in the memory layout the live latent had."""
+    return torch.empty_strided(saved.shape, stride.tolist(), dtype=saved.dtype, device=device).copy_(saved)
+
+
+def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, settings, progress,
+                   should_stop) -> None:
     keep = plan.chunks[chunk.index + 1].anchored if chunk.index + 1 < len(plan.chunks) else 0
     previous = store.load_chunk(chunk.index - 1)["trajectory"] if chunk.anchored else None
     _, channels, _, height, width = data.reference.shape
     noise = frame_noise(settings.sampling.seed, range(chunk.start, chunk.end), (channels, height, width),
                         device=data.reference.device, dtype=data.reference.dtype)
-    anchor = Anchor(previous, chunk.anchored, keep)
-    # DDIM's step noise (eta > 0 only), keyed by (seed, chunk) so a resumed chunk draws it again
-    steps = torch.Generator("cpu").manual_seed((settings.sampling.seed - (chunk.start + 1) * _GOLDEN) % 2**63)
-    latents = refine(denoiser, schedule, data.reference, noise, settings, anchor=anchor, alpha=data.alpha, generator=steps,
-                     progress=progress)
+    solver = make_solver(settings.sampling.scheduler, schedule, eta=settings.sampling.eta,
+                         generator=step_generator(settings.sampling.seed, chunk, settings.sampling.eta))
+    saved = store.load_step(chunk.index)
+    done, resume, recorded = 0, None, None
+    if saved is not None:
+        done, tensors = saved
+        resume = (done, _with_stride(tensors["latent"], tensors["stride"], data.reference.device))
+        recorded = tensors["trajectory"]
+        solver.load_state({key[len(SOLVER):]: value for key, value in tensors.items() if key.startswith(SOLVER)})
+    anchor = Anchor(previous, chunk.anchored, keep, recorded)
+    steps = settings.sampling.steps - restart_index(settings.sampling.steps, settings.freescale.restart_fraction)
+    checkpoints = StepCheckpoints(store, chunk, chunks=len(plan.chunks), steps=steps, done=done,
+                                  every=settings.jobs.checkpoint_seconds, anchor=anchor, solver=solver,
+                                  should_stop=should_stop)
+    latents = refine(denoiser, schedule, data.reference, noise, settings, anchor=anchor, alpha=data.alpha,
+                     solver=solver, progress=progress, after_step=checkpoints, resume=resume)
     store.save_chunk(chunk.index, {"latents": latents[:, :, chunk.anchored:], "pts": data.pts[chunk.anchored:],
                                    "trajectory": anchor.trajectory()},
                      {"frames": [chunk.start, chunk.end]})

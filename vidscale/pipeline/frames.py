@@ -20,7 +20,7 @@ from ..settings import Settings
 from ..work.plan import make_plan
 from ..work.store import JobStore
 from .chunks import ChunkInputs, denoise_chunks
-from .upscale import decoded_frames, reference_latent, upscale_denoiser
+from .upscale import decoded_chunk, reference_latent, upscale_denoiser
 
 
 def upscale_frames(model: VideoCrafter2, frames: np.ndarray, settings: Settings, *, fps: int,
@@ -46,4 +46,4 @@ def upscale_frames(model: VideoCrafter2, frames: np.ndarray, settings: Settings,
         store = JobStore.open(Path(scratch), "frames", {"frames": count, "size": [width, height]})
         denoise_chunks(plan, store, inputs=inputs, denoiser=lambda _chunk: denoiser, schedule=model.schedule,
                        settings=settings, progress=progress)
-        return np.concatenate([rgb for rgb, _pts in decoded_frames(model, plan, store, progress)])
+        return np.concatenate([rgb for chunk in plan.chunks for rgb, _pts in decoded_chunk(model, plan, store, chunk)])

@@ -26,7 +26,7 @@ import torch
 from ..freescale import (detail_control, dilation_active, guidance_weight_schedule, restart_index,
                          structure_guidance)
 from ..settings import Settings
-from ..model.solvers import make_solver
+from ..model.solvers import Solver, make_solver
 from .denoise import DenoiseHooks, EpsFn, StepHook, denoise
 
 
@@ -41,15 +41,19 @@ class Denoiser:
 
 def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.Tensor,
            settings: Settings, *, anchor: StepHook | None = None, alpha: torch.Tensor | None = None,
-           generator: torch.Generator | None = None, progress=None,
-           after_step: StepHook | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None, progress=None, after_step: StepHook | None = None,
+           solver: Solver | None = None, resume: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
     """Denoise ``reference`` (1, C, F, H, W) from the restart step; returns the final latent.
 
     ``reference`` is also what detail control re-noises and what structure guidance steers to;
     ``anchor`` runs after detail control at every step (chunk anchoring); ``after_step`` sees (and
-    may replace) the latents after every step (a pipeline's callback). ``alpha``: a per-pixel
-    detail exponent (:func:`vidscale.pipeline.detail.detail_alpha`) instead of
-    ``settings.freescale.alpha``.
+    may replace) the latents after every step (a pipeline's callback, step checkpoints).
+    ``alpha``: a per-pixel detail exponent (:func:`vidscale.pipeline.detail.detail_alpha`) instead
+    of ``settings.freescale.alpha``. ``solver``: the sampler to step with (default: a fresh one of
+    ``sampling.scheduler``). ``resume = (done, latent)`` continues a stage whose first ``done``
+    steps ended in ``latent``, with ``solver`` restored to its state then (a multistep solver's
+    history, the generator's state when eta > 0): every step is a function of (step index, latent,
+    reference, noise, solver state), so the continuation equals the uninterrupted run.
     """
     method, sampling = settings.freescale, settings.sampling
     timesteps = schedule.timesteps(sampling.steps)
@@ -74,8 +78,11 @@ def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.T
         guide_z0=guide_z0 if method.structure_guidance else None,
         after_step=after_step,
     )
-    solver = make_solver(sampling.scheduler, schedule, eta=sampling.eta, generator=generator)
+    solver = solver or make_solver(sampling.scheduler, schedule, eta=sampling.eta, generator=generator)
     x = schedule.q_sample(reference, run[0], noise)
+    if resume is not None:
+        done, x = resume
+        run = run[done:]
     with denoiser.stage_patches():
         return denoise(denoiser.eps_fn, solver, x, run, num_steps=sampling.steps, hooks=step_hooks,
                        progress=progress, desc="steps")

@@ -100,7 +100,7 @@ def crossfaded_frames(model: VideoCrafter2, clip: SegmentedClip, stores: list[Jo
             after = clip.segments[segment.index + 1].fade if segment.index + 1 < len(clip.segments) else 0
             fading, held = held, []
             length = segment.end - segment.start
-            for position, (pixels, pts) in enumerate(_segment_pixels(model, segment, store)):
+            for position, (pixels, pts) in enumerate(_segment_pixels(model, clip.plan, segment, store)):
                 pixels = pixels[None, :, :height, :width]
                 if position < segment.fade:
                     weight = (position + 1) / (segment.fade + 1)
@@ -112,13 +112,15 @@ def crossfaded_frames(model: VideoCrafter2, clip: SegmentedClip, stores: list[Jo
                 bar.update(1)
 
 
-def _segment_pixels(model: VideoCrafter2, segment: Segment, store: JobStore) -> Iterator[tuple[torch.Tensor, int]]:
+def _segment_pixels(model: VideoCrafter2, plan: UpscalePlan, segment: Segment,
+                    store: JobStore) -> Iterator[tuple[torch.Tensor, int]]:
     """A segment's frames, decoded: (3, H, W) in [-1, 1] and the source pts, frame by frame."""
     for chunk in segment.chunks:
         saved = store.load_chunk(chunk.index)
         pts = saved["pts"].tolist()
         first = 0
-        for pixels in model.decoded(saved["latents"]):
+        for pixels in model.decoded(saved["latents"], tiles=plan.vae_tiles, overlap=plan.vae_tile_overlap,
+                                    pixels_per_pass=plan.vae_pixels_per_pass):
             for frame in pixels:
                 yield frame, pts[first]
                 first += 1

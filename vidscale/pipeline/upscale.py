@@ -3,12 +3,15 @@
 Steps (numbered as in the code below):
 
 1. probe the clip and plan geometry, chunks, tiles and cost (:mod:`vidscale.work.plan`);
-2. open the job store (resume after the last finished chunk);
+2. open the job store (resume after the last finished chunk, or from the running chunk's last
+   step checkpoint);
 3. per chunk: read frames, pad to the model grid, VAE-encode, upsample in latent space (optionally
    mixed with the RGB upsample's high frequencies), re-noise and denoise at the target size with
    FreeScale (:func:`vidscale.pipeline.refine.refine`), anchored to the previous chunk; save;
-4. stitch: decode each chunk's own frames, crop the padding, write with the source's audio,
-   colour tags, timecode and timestamps, under a temporary name renamed on success;
+4. as each chunk is saved, in order: decode its own frames, crop the padding and write them with
+   the source's audio, colour tags, timecode and timestamps, under a temporary name renamed when
+   the last chunk is written. With ``jobs.overlap_io`` the reading of chunk k+1 and the writing of
+   chunk k-1 run in threads beside the denoising of chunk k (:mod:`vidscale.pipeline.overlap`);
 5. report.
 """
 
@@ -23,16 +26,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic import check_target
+from ..atomic import check_target, remove_stale_temps
 from ..freescale import freescale_patches, latent_frequency_mix, restrained_dilation, upsample_latent
 from ..work.plan import Chunk, UpscalePlan, make_plan
 from ..work.store import JobStore, fingerprint
 from ..media import VideoInfo, VideoWriter, probe, read_frames
+from ..settings import JobSettings
 from ..model import VideoCrafter2
 from ..progress import Progress
 from ..settings import Settings
 from .chunks import ChunkInputs, denoise_chunks, tiled
 from .loading import load_model, reset_peak_memory, runtime_report
+from .overlap import Sink
 from .refine import Denoiser
 from .result import UpscaleResult
 from .conditioning import prompt_eps_fn
@@ -48,7 +53,12 @@ def plan_upscale(source: Path, settings: Settings, *, frames=None) -> UpscalePla
 def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None, overwrite=False,
                  progress: Progress | None = None, model: VideoCrafter2 | None = None,
                  should_stop: Callable[[], bool] | None = None) -> UpscaleResult:
-    """Upscale ``source`` into ``output``; resumable (run it again after an interruption)."""
+    """Upscale ``source`` into ``output``; resumable (run it again after an interruption).
+
+    ``should_stop`` is asked after every denoising step: once it says yes, the running chunk is
+    saved at that step and :class:`~vidscale.errors.Interrupted` is raised; the next call with
+    the same arguments continues from that step and writes the very same output.
+    """
     if settings.jobs.segment_frames:
         from .segments import upscale_segmented  # built on this module's steps
 
@@ -63,29 +73,35 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
     reset_peak_memory(model.device)
     base = (model.base_height // 8, model.base_width // 8)
     plan = make_plan(info.width, info.height, info.frame_range(frames), settings, base_latent=base,
-                     dtype_bytes=torch.finfo(model.dtype).bits // 8)
+                     dtype_bytes=torch.finfo(model.dtype).bits // 8,
+                     vae_width=model.vae.config.block_out_channels[1])
     # 2. job store
     identity = {"input": fingerprint(source), "frames": plan.frame_range,
-                "settings": settings.digest("upscale", "model", "sampling", "freescale", "jobs"),
+                "settings": result_settings(settings).digest("upscale", "model", "sampling", "freescale", "jobs"),
                 "model": model.name}
     if settings.upscale.detail_mask:  # a changed matte must not resume the old chunks
         identity["detail_mask"] = fingerprint(Path(settings.upscale.detail_mask))
     store = JobStore.open(output.parent / ".vidscale-jobs", source.stem, identity)
-    # 3. denoise chunk by chunk
+    remove_stale_temps(output)  # a killed run's half-written output: this run writes it anew
+    # 3. + 4. denoise chunk by chunk; decode and write each saved chunk (beside the next one)
     denoiser = upscale_denoiser(model, settings, plan, fps=settings.sampling.fps or round(info.frame_rate))
-    timings = {"denoise": time.perf_counter()}
-    denoise_chunks(plan, store, inputs=lambda chunk: chunk_inputs(model, info, plan, chunk, settings),
-                   denoiser=lambda _chunk: denoiser, schedule=model.schedule, settings=settings,
-                   progress=progress, should_stop=should_stop)
-    timings["denoise"] = time.perf_counter() - timings["denoise"]
-    # 4. stitch and write
-    timings["write"] = time.perf_counter()
+    started_denoise = time.perf_counter()
     width, height = plan.geometry.output_size
     with VideoWriter(output, width=width, height=height, source=info, settings=settings.output,
-                     frame_range=plan.frame_range, overwrite=overwrite) as writer:
-        for frames_rgb, pts in decoded_frames(model, plan, store, progress):
-            writer.write(frames_rgb, pts=pts)
-    timings["write"] = time.perf_counter() - timings["write"]
+                     frame_range=plan.frame_range, overwrite=overwrite) as writer, \
+            progress.bar("write", total=plan.frame_count, unit="frame") as bar:
+        def write(chunk: Chunk) -> None:
+            for frames_rgb, pts in decoded_chunk(model, plan, store, chunk):
+                if sink.cancelled.is_set():
+                    return
+                writer.write(frames_rgb, pts=pts)
+                bar.update(len(pts))
+
+        with Sink(write, enabled=settings.jobs.overlap_io) as sink:
+            denoise_chunks(plan, store, inputs=lambda chunk: chunk_inputs(model, info, plan, chunk, settings),
+                           denoiser=lambda _chunk: denoiser, schedule=model.schedule, settings=settings,
+                           progress=progress, should_stop=should_stop, finished=sink.put)
+    timings = {"denoise_and_write": time.perf_counter() - started_denoise}
     # 5. report
     result = UpscaleResult(
         input=source, output=output, engine="freescale", width=width, height=height,
@@ -154,20 +170,28 @@ def to_model_pixels(frames: np.ndarray, plan: UpscalePlan, model: VideoCrafter2)
     return pixels.to(device=model.device, dtype=model.dtype)
 
 
-def decoded_frames(model: VideoCrafter2, plan: UpscalePlan, store: JobStore,
-                   progress: Progress) -> Iterator[tuple[np.ndarray, list[int]]]:
-    """Each chunk's own frames, decoded, cropped to exactly scale x the input, as uint16 RGB."""
+def decoded_chunk(model: VideoCrafter2, plan: UpscalePlan, store: JobStore,
+                  chunk: Chunk) -> Iterator[tuple[np.ndarray, list[int]]]:
+    """A saved chunk's own frames, decoded (tiled when the plan says so), cropped to exactly
+    scale x the input, as uint16 RGB with their source pts, one VAE pass at a time."""
     width, height = plan.geometry.output_size
-    with progress.bar("decode", total=plan.frame_count, unit="frame") as bar:
-        for chunk in plan.chunks:
-            saved = store.load_chunk(chunk.index)
-            pts = saved["pts"].tolist()
-            first = 0
-            for pixels in model.decoded(saved["latents"]):
-                count = pixels.shape[0]
-                yield to_rgb16(pixels[..., :height, :width]), pts[first:first + count]
-                first += count
-                bar.update(count)
+    saved = store.load_chunk(chunk.index)
+    pts = saved["pts"].tolist()
+    first = 0
+    for pixels in model.decoded(saved["latents"], tiles=plan.vae_tiles, overlap=plan.vae_tile_overlap,
+                                pixels_per_pass=plan.vae_pixels_per_pass):
+        count = pixels.shape[0]
+        yield to_rgb16(pixels[..., :height, :width]), pts[first:first + count]
+        first += count
+
+
+def result_settings(settings: Settings) -> Settings:
+    """``settings`` with the fields that only decide how a job runs (not what it makes) at their
+    defaults: a job interrupted with one value resumes with another."""
+    defaults = JobSettings()
+    jobs = dataclasses.replace(settings.jobs, overlap_io=defaults.overlap_io,
+                               checkpoint_seconds=defaults.checkpoint_seconds)
+    return dataclasses.replace(settings, jobs=jobs)
 
 
 def to_rgb16(pixels: torch.Tensor) -> np.ndarray:

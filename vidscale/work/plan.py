@@ -45,6 +45,18 @@ MAX_GLOBAL_TOKENS = 160 * 256
 # yet. The estimate counts the UNet's FLOPs only (VAE, reading and encoding are left out).
 ASSUMED_TFLOPS = {"H100-class GPU": 300.0, "A100-class GPU": 95.0, "RTX 4090-class GPU": 50.0}
 
+# Peak memory of VC2's VAE decoder (the Stable Diffusion VAE: 128-256-512-512 channels) per output
+# pixel, in elements of the model dtype: ~900, measured as the peak-RSS difference of decoding one
+# 512x512 and one 256x256 frame in fp32 on the CPU (real architecture, random weights). In 16-bit
+# dtypes GroupNorm adds an fp32 copy of its 256-channel input (VAE_GROUPNORM_BYTES_PER_PIXEL).
+# Both scale with the decoder's width at full resolution (block_out_channels[1]: 256 in VC2).
+VAE_DECODE_ELEMENTS_PER_PIXEL = 900
+VAE_GROUPNORM_BYTES_PER_PIXEL = 256 * 4
+VC2_VAE_WIDTH = 256
+VAE_PIXELS_PER_PASS = 2**21  # as in vidscale.model.videocrafter2 (this module stays torch-free)
+VAE_BUDGET_SHARE = 1 / 8  # at most this share of the budget is kept for the VAE decode
+MIN_VAE_TILE = 32  # latent cells: 256 pixels, below which a tile's edge costs more than it saves
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -198,6 +210,32 @@ def unet_tflops(frames: int, tokens: int, attended: int, batch: int = 1) -> floa
     return per_frame * frames * batch / 1e12
 
 
+def vae_decode_gb(pixels: int, dtype_bytes: int, width: int = VC2_VAE_WIDTH) -> float:
+    """Estimated peak memory of one VAE decode pass over ``pixels`` output pixels."""
+    per_pixel = VAE_DECODE_ELEMENTS_PER_PIXEL * dtype_bytes + (VAE_GROUPNORM_BYTES_PER_PIXEL if dtype_bytes < 4 else 0)
+    return pixels * per_pixel * width / VC2_VAE_WIDTH / 2**30
+
+
+def plan_vae_decode(latent: tuple[int, int], free_gb: float, dtype_bytes: int,
+                    width: int = VC2_VAE_WIDTH) -> tuple[list[Tile], int, int]:
+    """(tiles, overlap, pixels per pass) for decoding ``latent`` frames within ``free_gb``.
+
+    The decoder is per frame, so frames are batched up to ``VAE_PIXELS_PER_PASS`` pixels or what
+    ``free_gb`` holds. A frame larger than that is cut into square latent tiles (multiples of 8,
+    overlapping by a quarter) that are decoded separately and blended with linear ramps. The
+    decoder's mid-block attention is global over the frame, so a tiled decode is close to, not
+    equal to, the whole-frame decode: it is used only when a frame does not fit.
+    """
+    affordable = int(free_gb / vae_decode_gb(1, dtype_bytes, width))
+    pass_pixels = max(1, min(VAE_PIXELS_PER_PASS, affordable))
+    if latent[0] * latent[1] * VAE_FACTOR**2 <= affordable:
+        return [], 0, pass_pixels
+    side = max(MIN_VAE_TILE, int(math.sqrt(pass_pixels)) // VAE_FACTOR // UNET_MULTIPLE * UNET_MULTIPLE)
+    overlap = max(UNET_MULTIPLE, side // 4 // UNET_MULTIPLE * UNET_MULTIPLE)
+    tiles = plan_tiles(latent, (side, side), overlap)
+    return (tiles, overlap, pass_pixels) if len(tiles) > 1 else ([], 0, pass_pixels)
+
+
 def unet_memory_gb(frames: int, tokens: int, dtype_bytes: int, batch: int = 1) -> float:
     """Estimated peak GPU memory of a chunk: all weights plus one UNet call's activations."""
     weights = VC2_PARAMETERS * dtype_bytes
@@ -220,6 +258,12 @@ class UpscalePlan:
     tflops_per_step: float
     tile_overlap: int = 0  # latent cells shared by neighbouring tiles
     notes: list[str] = field(default_factory=list)
+    vae_memory_gb: float = 0.0  # one whole-frame VAE decode pass
+    vae_tiles: list[Tile] = field(default_factory=list)  # empty: frames are decoded whole
+    vae_tile_overlap: int = 0
+    vae_pixels_per_pass: int = VAE_PIXELS_PER_PASS
+    overlap_io: bool = True  # reading and writing run beside the denoising
+    checkpoint_seconds: float = 120.0  # the running chunk is saved this often (0: every step)
 
     @property
     def frame_count(self) -> int:
@@ -254,6 +298,8 @@ def describe_plan(plan: dict[str, Any]) -> str:
         f"fusion    {plan['fusion']}, {plan['steps']} denoising steps",
         f"cost      ~{plan['memory_gb']} GB GPU memory, {plan['tflops_per_step']} TFLOP/step, "
         f"{plan['tflops_total']} TFLOP in all",
+        f"decode    {_describe_vae(plan)}",
+        f"run       {_describe_run(plan)}",
     ]
     return "\n".join(lines + [f"note      {note}" for note in plan["notes"]])
 
@@ -301,6 +347,23 @@ def _attended(fusion: str, tokens: int, base_tokens: int) -> int:
     return tokens if fusion in ("off", "reference", "fast") else min(tokens, base_tokens)
 
 
+def _describe_vae(plan: dict[str, Any]) -> str:
+    memory = f"VAE ~{plan['vae_memory_gb']} GB a frame"
+    tiles = plan["vae_tiles"]
+    if not tiles:
+        return f"{memory}: whole frames"
+    rows, cols = len({t["top"] for t in tiles}), len({t["left"] for t in tiles})
+    return (f"{memory}: tiled {rows}x{cols}, {tiles[0]['height']}-latent tiles, "
+            f"{plan['vae_tile_overlap']} overlap (blended)")
+
+
+def _describe_run(plan: dict[str, Any]) -> str:
+    io = "reads and writes beside the denoising" if plan["overlap_io"] else "reads, denoises and writes in turn"
+    every = plan["checkpoint_seconds"]
+    saves = "after every step" if every == 0 else f"every {every:g} s"
+    return f"{io}; saves the running chunk {saves}"
+
+
 def window_count(frames: int, window: int, stride: int) -> int:
     """Temporal windows covering ``frames`` (plus one ending on the last frame if needed)."""
     if window <= 0 or frames <= window:
@@ -310,7 +373,8 @@ def window_count(frames: int, window: int, stride: int) -> int:
 
 
 def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: Settings, *,
-              base_latent: tuple[int, int] = (40, 64), dtype_bytes: int = 2) -> UpscalePlan:
+              base_latent: tuple[int, int] = (40, 64), dtype_bytes: int = 2,
+              vae_width: int = VC2_VAE_WIDTH) -> UpscalePlan:
     """Plan an upscale of ``frame_range`` of a ``width x height`` clip within the memory budget.
 
     Chunk length comes from the budget (never more than ``jobs.chunk_frames``); if not even one
@@ -323,20 +387,26 @@ def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: S
     batch = 2 if settings.sampling.guidance_scale > 1 else 1
     frames = frame_range[1] - frame_range[0]
     window = settings.freescale.temporal_window or frames
-    fit = _frames_that_fit(latent[0] * latent[1], settings, dtype_bytes, batch)
+    # The decode of one chunk runs beside the denoising of the next: it keeps a share of the budget.
+    frame_pixels = latent[0] * latent[1] * VAE_FACTOR**2
+    vae_reserve = min(vae_decode_gb(max(frame_pixels, VAE_PIXELS_PER_PASS // frame_pixels * frame_pixels),
+                                    dtype_bytes, vae_width), settings.jobs.memory_budget_gb * VAE_BUDGET_SHARE)
+    budget = settings.jobs.memory_budget_gb - vae_reserve
+    fit = _frames_that_fit(latent[0] * latent[1], budget, dtype_bytes, batch)
     tiles: list[Tile] = []
     tile, tile_overlap = latent, 0
     if fit < min(frames, window):
-        tile = _tile_size(latent, settings, dtype_bytes, batch, min(frames, window))
+        tile = _tile_size(latent, budget, dtype_bytes, batch, min(frames, window))
         tile_overlap = max(UNET_MULTIPLE, tile[0] // 4 // UNET_MULTIPLE * UNET_MULTIPLE)
         tiles = plan_tiles(latent, tile, overlap=tile_overlap)
-        fit = _frames_that_fit(tile[0] * tile[1], settings, dtype_bytes, batch)
+        fit = _frames_that_fit(tile[0] * tile[1], budget, dtype_bytes, batch)
         notes.append(f"latent {latent[0]}x{latent[1]} over budget: {len(tiles)} tiles of {tile[0]}x{tile[1]}")
     chunks = plan_chunks(frames, max(1, min(settings.jobs.chunk_frames, fit)), settings.jobs.overlap_frames)
     tokens = tile[0] * tile[1]
     attended = _attended(fusion, tokens, base_latent[0] * base_latent[1])
     longest = max(c.end - c.start for c in chunks)
     steps = settings.sampling.steps - int(settings.freescale.restart_fraction * settings.sampling.steps)
+    vae_tiles, vae_overlap, pass_pixels = plan_vae_decode(latent, vae_reserve, dtype_bytes, vae_width)
     return UpscalePlan(
         frame_range=frame_range, geometry=geometry, chunks=chunks, tiles=tiles, fusion=fusion,
         steps=steps,
@@ -344,6 +414,9 @@ def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: S
         memory_gb=round(unet_memory_gb(longest, tokens, dtype_bytes, batch), 2),
         tflops_per_step=round(unet_tflops(longest, tokens, attended, batch) * max(1, len(tiles)), 2),
         tile_overlap=tile_overlap, notes=notes,
+        vae_memory_gb=round(vae_decode_gb(latent[0] * latent[1] * VAE_FACTOR**2, dtype_bytes, vae_width), 2),
+        vae_tiles=vae_tiles, vae_tile_overlap=vae_overlap, vae_pixels_per_pass=pass_pixels,
+        overlap_io=settings.jobs.overlap_io, checkpoint_seconds=settings.jobs.checkpoint_seconds,
     )
 
 
@@ -353,18 +426,18 @@ def _fusion_mode(requested: str, latent: tuple[int, int]) -> tuple[str, list[str
     return requested, []
 
 
-def _frames_that_fit(tokens: int, settings: Settings, dtype_bytes: int, batch: int) -> int:
+def _frames_that_fit(tokens: int, budget_gb: float, dtype_bytes: int, batch: int) -> int:
     fixed = unet_memory_gb(0, tokens, dtype_bytes, batch)
-    free = settings.jobs.memory_budget_gb - fixed
+    free = budget_gb - fixed
     per_frame = unet_memory_gb(1, tokens, dtype_bytes, batch) - fixed
     return max(0, int(free / per_frame))
 
 
-def _tile_size(latent: tuple[int, int], settings: Settings, dtype_bytes: int, batch: int,
+def _tile_size(latent: tuple[int, int], budget_gb: float, dtype_bytes: int, batch: int,
                frames: int) -> tuple[int, int]:
     """The largest tile (multiple of 8, same aspect) of which ``frames`` frames fit the budget."""
     fixed = unet_memory_gb(0, 1, dtype_bytes, batch)
-    free = settings.jobs.memory_budget_gb - fixed
+    free = budget_gb - fixed
     per_token = unet_memory_gb(frames, 1, dtype_bytes, batch) - fixed
     shrink = math.sqrt(max(free, 0.0) / per_token / (latent[0] * latent[1]))
     snap = lambda n: max(2 * UNET_MULTIPLE, int(n * shrink) // UNET_MULTIPLE * UNET_MULTIPLE)  # noqa: E731

@@ -4,6 +4,8 @@ Layout of a job folder::
 
     manifest.json           identity (input fingerprint, settings hash, plan) + finished chunks
     chunk-0000.safetensors  a finished chunk's tensors (final latents, anchor trajectory, pts)
+    chunk-0001-step-0012.safetensors
+                            the running chunk's last step checkpoint (latent, trajectory so far)
     report.json             written when the job completes
 
 Every file is written under a temporary name and renamed into place (``vidscale.atomic``), and a
@@ -71,14 +73,41 @@ class JobStore:
     def save_chunk(self, index: int, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         """Write a finished chunk's tensors, then record it (in that order, each atomically)."""
         name = f"chunk-{index:04d}.safetensors"
-        try:
-            with atomic_path(self.root / name) as temp:
-                save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(temp))
-        except (OSError, SafetensorError) as exc:  # a full disk: the chunks saved so far are kept
-            raise OutputError(f"{self.root}: cannot write chunk {index} of the job ({exc}); free some space "
-                              "and run the same command again: it resumes after the last saved chunk") from None
+        self._write(name, tensors, f"chunk {index}")
         self.manifest["chunks"][str(index)] = {"file": name, **info}
+        running = self.manifest.pop("running", None)  # the chunk's checkpoint is spent
         self._save_manifest()
+        self._remove(running)
+
+    def save_step(self, index: int, step: int, tensors: dict[str, torch.Tensor]) -> None:
+        """Checkpoint running chunk ``index`` after ``step`` steps (replacing its last checkpoint).
+
+        The new file is complete before the manifest names it, and the old one is removed only
+        after, so a kill at any instant leaves one valid checkpoint (or none, before the first).
+        """
+        name = f"chunk-{index:04d}-step-{step:04d}.safetensors"
+        self._write(name, tensors, f"the step {step} checkpoint of chunk {index}")
+        old = self.manifest.get("running")
+        self.manifest["running"] = {"chunk": index, "step": step, "file": name}
+        self._save_manifest()
+        if old and old["file"] != name:
+            self._remove(old)
+
+    def load_step(self, index: int) -> tuple[int, dict[str, torch.Tensor]] | None:
+        """(steps done, tensors) of chunk ``index``'s last checkpoint, or None."""
+        running = self.manifest.get("running")
+        if not running or running["chunk"] != index:
+            return None
+        return running["step"], load_file(str(self.root / running["file"]))
+
+    @property
+    def running(self) -> dict[str, Any] | None:
+        """The running chunk's checkpoint entry ({"chunk", "step", "file"}), if one is saved."""
+        return self.manifest.get("running")
+
+    def _remove(self, entry: dict[str, Any] | None) -> None:
+        if entry:
+            (self.root / entry["file"]).unlink(missing_ok=True)
 
     def load_chunk(self, index: int) -> dict[str, torch.Tensor]:
         entry = self.manifest["chunks"].get(str(index))
@@ -89,11 +118,19 @@ class JobStore:
     def complete(self, report: dict[str, Any]) -> None:
         """Mark the job done, write report.json and free the chunk files (the output exists now)."""
         write_json(self.root / "report.json", report)
-        for entry in self.manifest["chunks"].values():
-            (self.root / entry["file"]).unlink(missing_ok=True)
+        for entry in [*self.manifest["chunks"].values(), self.manifest.pop("running", None)]:
+            self._remove(entry)
         self.manifest["chunks"] = {}
         self.manifest["complete"] = True
         self._save_manifest()
+
+    def _write(self, name: str, tensors: dict[str, torch.Tensor], what: str) -> None:
+        try:
+            with atomic_path(self.root / name) as temp:
+                save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(temp))
+        except (OSError, SafetensorError) as exc:  # a full disk: the chunks saved so far are kept
+            raise OutputError(f"{self.root}: cannot write {what} of the job ({exc}); free some space "
+                              "and run the same command again: it resumes after the last saved chunk") from None
 
     def _save_manifest(self) -> None:
         write_json(self.root / MANIFEST, self.manifest)

@@ -1,0 +1,122 @@
+"""Interrupting an upscale: step checkpoints of the running chunk, exact resumes, Ctrl-C and exit 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from vidscale.errors import Interrupted
+from vidscale.jobs.interrupts import FIRST, interruptible
+from vidscale.model.videocrafter2 import tiny_videocrafter2
+from vidscale.pipeline.upscale import upscale_clip
+from vidscale.settings import Settings
+from watch_helpers import decoded
+
+TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",
+        "sampling.steps": 6, "output.codec": "h264", "output.crf": 0, "output.x264_preset": "ultrafast"}
+RUN_STEPS = 5  # 6 steps, restart 0.3: the stage runs steps 1..5
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_videocrafter2()
+
+
+@contextmanager
+def unet_calls(model):
+    """Counts UNet forward calls (one per step: CFG is batched)."""
+    calls = {"n": 0}
+    handle = model.unet.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+def stop_at_question(k):
+    asked = {"n": 0}
+
+    def should_stop():
+        asked["n"] += 1
+        return asked["n"] >= k
+    return should_stop
+
+
+@pytest.mark.parametrize("overrides, frames, question, done_before, left", [
+    # three chunks (0-2, 2-4, 4-6): stopped at step 2 of the middle one, whose last frame anchors the next
+    ({"jobs.chunk_frames": 3, "jobs.overlap_frames": 1}, 7, RUN_STEPS + 2, RUN_STEPS + 2, RUN_STEPS - 2 + RUN_STEPS),
+    # one chunk, DDIM eta > 0: per-step noise from the chunk's generator, whose state is saved
+    ({"sampling.eta": 0.7}, 3, 3, 3, RUN_STEPS - 3),
+], ids=["middle-chunk", "one-chunk-eta"])
+def test_a_run_stopped_mid_chunk_resumes_from_the_step_and_equals_the_straight_run(
+        model, make_clip, tmp_path, overrides, frames, question, done_before, left):
+    clip = make_clip(width=64, height=48, frames=frames)
+    settings = Settings().replace({**TINY, **overrides})
+    (tmp_path / "straight").mkdir()
+    (tmp_path / "stopped").mkdir()
+    upscale_clip(clip, tmp_path / "straight" / "out.mp4", settings, model=model)
+    target = tmp_path / "stopped" / "out.mp4"
+    every_step = settings.replace({"jobs.checkpoint_seconds": 0.0})  # a run-only setting: same job
+    with unet_calls(model) as calls, pytest.raises(Interrupted, match="stopped at step"):
+        upscale_clip(clip, target, every_step, model=model, should_stop=stop_at_question(question))
+    assert calls["n"] == done_before
+    assert not target.exists() and [p.name for p in target.parent.iterdir()] == [".vidscale-jobs"]
+    job = next((tmp_path / "stopped" / ".vidscale-jobs").iterdir())
+    running = json.loads((job / "manifest.json").read_text())["running"]
+    assert sorted(p.name for p in job.glob("*step*")) == [running["file"]]  # older checkpoints removed
+    with unet_calls(model) as calls:
+        upscale_clip(clip, target, settings, model=model)
+    assert calls["n"] == left  # only the steps that were left
+    a, b = decoded(tmp_path / "straight" / "out.mp4"), decoded(target)
+    assert len(a) == len(b) == frames
+    for i, (x, y) in enumerate(zip(a, b)):
+        assert np.array_equal(x, y), f"frame {i} differs after the resume"
+    assert sorted(p.name for p in job.iterdir()) == ["manifest.json", "report.json"]
+
+
+def test_a_second_ctrl_c_stops_at_once_and_still_names_the_resume_command():
+    said: list[str] = []
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Interrupted, match="stopped at once.*resume: vidscale upscale 'a b.mp4'") as info:
+        with interruptible("vidscale upscale 'a b.mp4'", said.append) as should_stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            deadline = time.monotonic() + 10
+            while not should_stop() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert said == [FIRST]
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)  # the second Ctrl-C interrupts this at once
+    assert info.value.exit_code == 130
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_ctrl_c_on_the_cli_saves_the_step_says_how_to_resume_and_exits_130(make_clip, tmp_path):
+    clip = make_clip(width=64, height=48, frames=3)
+    preset = tmp_path / "tiny.toml"
+    preset.write_text('[model]\npath = "tiny"\ndevice = "cpu"\ndtype = "fp32"\n[sampling]\nsteps = 40\n'
+                      '[output]\ncodec = "h264"\n')
+    out = tmp_path / "out.mp4"
+    args = [sys.executable, "-m", "vidscale", "upscale", str(clip), "-o", str(out), "--preset", str(preset), "-q"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".vidscale-jobs/*/manifest.json")):  # the job is open: denoising next
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "the job did not start within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    text = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, text
+    assert FIRST in text and "Aborted" not in text
+    assert f"run the same command again to resume: python -m vidscale upscale {clip}" in text
+    assert "stopped at step" in text
+    manifest = json.loads(next(tmp_path.glob(".vidscale-jobs/*/manifest.json")).read_text())
+    assert manifest["running"]["chunk"] == 0 and manifest["running"]["step"] >= 1
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
