@@ -55,7 +55,9 @@ def stop_at_question(k):
     ({"jobs.chunk_frames": 3, "jobs.overlap_frames": 1}, 7, RUN_STEPS + 2, RUN_STEPS + 2, RUN_STEPS - 2 + RUN_STEPS),
     # one chunk, DDIM eta > 0: per-step noise from the chunk's generator, whose state is saved
     ({"sampling.eta": 0.7}, 3, 3, 3, RUN_STEPS - 3),
-], ids=["middle-chunk", "one-chunk-eta"])
+    # one chunk, DPM-Solver++(2M): its second-order term needs the previous step's x0, also saved
+    ({"sampling.scheduler": "dpm++2m"}, 3, 3, 3, RUN_STEPS - 3),
+], ids=["middle-chunk", "one-chunk-eta", "one-chunk-dpm"])
 def test_a_run_stopped_mid_chunk_resumes_from_the_step_and_equals_the_straight_run(
         model, make_clip, tmp_path, overrides, frames, question, done_before, left):
     clip = make_clip(width=64, height=48, frames=frames)
