@@ -7,12 +7,14 @@ tiny clips with the lanczos engine; two need a separate process (a signal, a ful
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from vidscale.cli import main
+from vidscale.jobs.interrupts import FIRST
 from watch_helpers import LANCZOS, full_disk_after, start_watch, status, wait_for
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -29,7 +32,7 @@ ONCE = ["--once", "--settle", "0", "-q"]
 def exit_table() -> dict[str, int]:
     """``{case: code}`` from the table under the README's "### Exit status" heading."""
     section = README.read_text(encoding="utf-8").split("### Exit status", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| (.+?) \| ([0-9]) \|$", section, flags=re.MULTILINE)
+    rows = re.findall(r"^\| (.+?) \| ([0-9]+) \|$", section, flags=re.MULTILINE)
     return {case: int(code) for case, code in rows}
 
 
@@ -103,7 +106,7 @@ def watch_stopped_by_a_signal(tmp_path, make_clip):
     finally:
         if watch.alive():
             watch.process.kill()
-    assert "stopping after the current chunk; Ctrl-C again to stop now" in watch.output()
+    assert "stopping after the current step (it is saved); Ctrl-C again to stop now" in watch.output()
     return code
 
 
@@ -147,7 +150,7 @@ def folder_without_video(tmp_path, make_clip):
 
 
 def damaged_clip_in_a_folder(tmp_path, make_clip):
-    clip = small_clip(tmp_path, make_clip)
+    small_clip(tmp_path, make_clip)
     (tmp_path / "cut.mov").write_bytes(os.urandom(3000))
     code = vidscale("upscale", tmp_path, "--out-dir", tmp_path / "out", *LANCZOS, expect="1 done")
     assert (tmp_path / "out" / "a_2x.mov").exists()
@@ -204,6 +207,31 @@ def watch_not_a_video(tmp_path, make_clip):
     return vidscale("watch", tmp_path / "inbox", *ONCE, *LANCZOS)
 
 
+def upscale_interrupted(tmp_path, make_clip):
+    """A real Ctrl-C (SIGINT) to a FreeScale upscale: the step is saved, the resume command named."""
+    clip = make_clip(width=64, height=48, frames=3)
+    preset = tmp_path / "tiny.toml"
+    preset.write_text('[model]\npath = "tiny"\ndevice = "cpu"\ndtype = "fp32"\n[sampling]\nsteps = 40\n'
+                      '[output]\ncodec = "h264"\n')
+    out = tmp_path / "out.mp4"
+    args = [sys.executable, "-m", "vidscale", "upscale", str(clip), "-o", str(out), "--preset", str(preset), "-q"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".vidscale-jobs/*/manifest.json")):  # the job is open: denoising next
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "the job did not start within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    text = process.communicate(timeout=120)[0]
+    assert FIRST in text and "Aborted" not in text
+    assert f"run the same command again to resume: python -m vidscale upscale {clip}" in text
+    assert "stopped at step" in text
+    manifest = json.loads(next(tmp_path.glob(".vidscale-jobs/*/manifest.json")).read_text())
+    assert manifest["running"]["chunk"] == 0 and manifest["running"]["step"] >= 1
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    return process.returncode
+
+
 CASES: dict[str, Callable[..., int]] = {
     "`upscale`: every output made": every_output_made,
     "`upscale`: the output exists, no `--overwrite` (skipped, the line names `--overwrite`)": output_exists,
@@ -229,6 +257,7 @@ CASES: dict[str, Callable[..., int]] = {
     "`watch`: INBOX does not exist (without `--create`)": watch_inbox_missing,
     "`watch`: the `--out-dir` cannot be written": watch_out_dir_unwritable,
     "`watch --once`: a dropped file is not a video": watch_not_a_video,
+    "`upscale` interrupted by Ctrl-C (the step is saved; the message names the resume command)": upscale_interrupted,
 }
 
 

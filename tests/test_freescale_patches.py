@@ -3,8 +3,7 @@
 import dataclasses
 
 import pytest
-import torch
-from freescale_tiny import tiny_unet, unet_inputs
+from freescale_tiny import tiny_unet
 
 from vidscale.errors import SettingsError
 from vidscale.freescale import (

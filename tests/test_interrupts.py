@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 
@@ -98,27 +96,3 @@ def test_a_second_ctrl_c_stops_at_once_and_still_names_the_resume_command():
             time.sleep(10)  # the second Ctrl-C interrupts this at once
     assert info.value.exit_code == 130
     assert signal.getsignal(signal.SIGINT) is before
-
-
-def test_ctrl_c_on_the_cli_saves_the_step_says_how_to_resume_and_exits_130(make_clip, tmp_path):
-    clip = make_clip(width=64, height=48, frames=3)
-    preset = tmp_path / "tiny.toml"
-    preset.write_text('[model]\npath = "tiny"\ndevice = "cpu"\ndtype = "fp32"\n[sampling]\nsteps = 40\n'
-                      '[output]\ncodec = "h264"\n')
-    out = tmp_path / "out.mp4"
-    args = [sys.executable, "-m", "vidscale", "upscale", str(clip), "-o", str(out), "--preset", str(preset), "-q"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".vidscale-jobs/*/manifest.json")):  # the job is open: denoising next
-        assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline, "the job did not start within 120 s"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    text = process.communicate(timeout=120)[0]
-    assert process.returncode == 130, text
-    assert FIRST in text and "Aborted" not in text
-    assert f"run the same command again to resume: python -m vidscale upscale {clip}" in text
-    assert "stopped at step" in text
-    manifest = json.loads(next(tmp_path.glob(".vidscale-jobs/*/manifest.json")).read_text())
-    assert manifest["running"]["chunk"] == 0 and manifest["running"]["step"] >= 1
-    assert not out.exists() and not list(tmp_path.glob(".out.*"))

@@ -192,15 +192,16 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
     _note_unused(settings, {"--prompt": prompt, "--model": model_path, "--device": device,
                             "--dtype": dtype, "--seed": seed, "--steps": steps,
                             "--memory-budget": memory_budget}, quiet or as_json)
+    run = run_batch
     if settings.cluster.address:
-        from .jobs.cluster import run_cluster as run_batch
+        from .jobs.cluster import run_cluster as run
     from .jobs.interrupts import interruptible
 
     command = f"{click.get_current_context().find_root().info_name} {shlex.join(sys.argv[1:])}"
     with interruptible(command, say=lambda line: click.echo(line, err=True)) as should_stop:
         request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
                                frames=frame_range, overwrite=overwrite, dry_run=dry_run, should_stop=should_stop)
-        summary = run_batch(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
+        summary = run(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
     if as_json:
         _print_json(summary.to_dict())
     sys.exit(summary.exit_code)

@@ -249,9 +249,10 @@ def upscale_one(source: Path, output: Path, settings: Settings, *, frames=None, 
                 model: Any = None) -> dict[str, Any]:
     """Run the preset's engine on one clip and return its JSON-ready result.
 
-    ``should_stop`` lets a caller (the watch folder's SIGTERM handler) end a freescale job after
-    its current chunk is saved: it raises ``Interrupted`` and the same call later resumes. The
-    lanczos engine has no chunks to save; it is fast and always runs to the end. ``model``: a
+    ``should_stop`` lets a caller (Ctrl-C, the watch folder's SIGTERM handler) end a freescale job
+    after its current step, which is saved: it raises ``Interrupted`` and the same call later
+    resumes from that step. The lanczos engine has no steps to save; it is fast and always runs
+    to the end. ``model``: a
     loaded VideoCrafter2 for ``settings.model`` to reuse (a watcher keeps one between clips);
     None loads it.
     """

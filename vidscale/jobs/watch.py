@@ -12,15 +12,15 @@ Why it is built this way:
 * The folder is the state. A clip is always in exactly one place, moved by atomic renames, and
   outputs appear under their final name only when complete (the engines write atomically). So a
   crash or SIGKILL at any instant loses nothing, and a restart knows what to do from the folders
-  alone: clips in processing/ are resumed first (the job store continues after the last finished
-  chunk); a claimed clip whose output exists already finished, and only its move to done/ is left.
+  alone: clips in processing/ are resumed first (the job store continues after the last saved
+  step); a claimed clip whose output exists already finished, and only its move to done/ is left.
 * File events (watchdog; polling for network shares or when native events cannot start) only
   wake the loop and note arrival order. The loop rescans the folder itself, so a missed event
   delays a clip by at most ``RESCAN_SECONDS`` and never loses it.
 * One clip at a time, in arrival order, because one job already fills the GPU.
 * SIGINT/SIGTERM only set a flag (and say so at once): a freescale job stops after its current
-  chunk is saved, the clip stays in processing/ and the next start resumes it. A second signal
-  stops at once (still safe).
+  step, saved as a step checkpoint; the clip stays in processing/ and the next start resumes it
+  from that step. A second signal stops at once (still safe).
 * A mistyped INBOX or an output folder that cannot be written is found at the start (exit 2),
   not clip by clip: the watcher creates a missing INBOX only when asked (``create``).
 * A clip's error (bad file, bad ``vidscale.toml``, unwritable output, a bug) fails that clip only:
@@ -58,7 +58,7 @@ Log = Callable[[str], Any]
 RESCAN_SECONDS = 2.0  # the loop rescans at least this often, whatever the file events say
 POLL_SECONDS = 1.0  # interval of watchdog's polling observer
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-STOPPING = "stopping after the current chunk; Ctrl-C again to stop now"
+STOPPING = "stopping after the current step (it is saved); Ctrl-C again to stop now"
 
 
 @dataclass(frozen=True)
