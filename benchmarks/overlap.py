@@ -24,30 +24,14 @@ import statistics
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
 import torch
+from clips import gradient_clip
 
 from vidscale.model.videocrafter2 import tiny_videocrafter2
 from vidscale.pipeline import upscale
 from vidscale.settings import Settings
-
-
-def make_clip(path: Path, frames: int, width: int, height: int) -> None:
-    """A moving gradient, H.264, 24000/1001 fps, made with PyAV only."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(24000, 1001))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        y, x = np.mgrid[0:height, 0:width]
-        for index in range(frames):
-            rgb = np.stack([(x + 3 * index) % 256, (y + index) % 256, (x + y) % 256], -1).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 class Timed:
@@ -95,7 +79,7 @@ def main() -> None:
     model = tiny_videocrafter2()
     with tempfile.TemporaryDirectory() as folder:
         clip = Path(folder) / "clip.mp4"
-        make_clip(clip, args.frames, width, height)
+        gradient_clip(clip, width=width, height=height, frames=args.frames)
         base = Settings().replace({
             "upscale.engine": "freescale", "model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32",
             "sampling.steps": args.steps, "sampling.guidance_scale": 1.0, "output.codec": "prores-hq",

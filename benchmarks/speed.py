@@ -32,13 +32,11 @@ import tempfile
 import time
 import traceback
 from contextlib import contextmanager
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import av
-import numpy as np
 import torch
+from clips import gradient_clip
 
 from vidscale.freescale import restart_index
 from vidscale.model.compile import compile_blocks, uncompile_blocks
@@ -138,22 +136,6 @@ def timed_methods(model: Any, sync: Callable[[], None], names: dict[str, str]) -
             vars(model).pop(method, None)
 
 
-def make_clip(path: Path, width: int, height: int, frames: int) -> Path:
-    """A moving gradient, H.264 yuv420p at 24000/1001 fps, made with PyAV only."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(24000, 1001))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "18"}
-        y, x = np.mgrid[0:height, 0:width]
-        for index in range(frames):
-            rgb = np.stack([(x + 3 * index) % 256, (y + index) % 256, (x + y) % 256], -1).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def t2v_unet_work(settings: Settings) -> list[tuple[str, int, float]]:
     """(stage, UNet steps, TFLOP per step) of a generate job, from the plan's FLOP model."""
     g, sampling, method = settings.generate, settings.sampling, settings.freescale
@@ -189,7 +171,8 @@ def run_t2v(model: Any, settings: Settings, folder: Path, sync: Callable[[], Non
 
 def run_upscale(model: Any, settings: Settings, clip: tuple[int, int, int], folder: Path,
                 sync: Callable[[], None]) -> dict[str, Any]:
-    source = make_clip(folder / "source.mp4", *clip)
+    width, height, frames = clip
+    source = gradient_clip(folder / "source.mp4", width=width, height=height, frames=frames)
     plan = plan_upscale(source, settings)
     timer = StageTimer(sync)
     with timed_methods(model, sync, {"encode_prompt": "text", "encode_frames": "vae_encode",

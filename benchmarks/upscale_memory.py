@@ -17,11 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
+from clips import gradient_clip
 
 PRESET = """
 [upscale]
@@ -37,20 +35,6 @@ guidance_scale = 1.0
 chunk_frames = 8
 overlap_frames = 2
 """
-
-
-def make_clip(path: Path, frames: int, width: int, height: int) -> None:
-    """A moving gradient, H.264, 24000/1001 fps, made with PyAV only."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(24000, 1001))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        y, x = np.mgrid[0:height, 0:width]
-        for index in range(frames):
-            rgb = np.stack([(x + 3 * index) % 256, (y + index) % 256, (x + y) % 256], -1).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def peak_rss_mib(clip: Path, preset: Path, out: Path) -> tuple[float, float]:
@@ -82,7 +66,7 @@ def main() -> None:
         results = []
         for frames in (args.frames, 4 * args.frames):
             clip = folder / f"clip{frames}.mp4"
-            make_clip(clip, frames, width, height)
+            gradient_clip(clip, width=width, height=height, frames=frames)
             runs = [peak_rss_mib(clip, preset, folder / f"out{frames}.mov") for _ in range(args.repeats)]
             peaks = sorted(peak for peak, _ in runs)
             peak = statistics.median(peaks)
