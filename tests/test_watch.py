@@ -18,8 +18,10 @@ from types import SimpleNamespace
 
 import ffmpeg
 import pytest
+from click.testing import CliRunner
 from conftest import frame_index
 
+from vidscale.cli import main
 from vidscale.jobs.arrivals import ArrivalQueue
 from vidscale.work.plan import make_plan
 from vidscale.settings import load_settings
@@ -389,3 +391,13 @@ def test_sigterm_mid_job_stops_after_the_chunk_and_a_restart_finishes(tmp_path, 
     restart = [e["event"] for e in events(inbox)]
     restart = restart[len(restart) - restart[::-1].index("watching"):]
     assert restart.count("model-loaded") == 1 and restart.count("done") == 2
+
+
+def test_a_failure_line_names_the_file_once_and_says_what_to_do(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "junk.mp4").write_bytes(b"not a clip" * 300)
+    result = CliRunner().invoke(main, ["watch", str(inbox), "--once", "--settle", "0", "-q", *LANCZOS])
+    line = next(line for line in result.output.splitlines() if line.startswith("failed"))
+    assert line.startswith("failed   junk.mp4: ") and str(inbox) not in line, line
+    assert "(now failed/junk.mp4; fix the cause and drop it in again)" in line

@@ -188,7 +188,7 @@ def _expand_folder(folder: Path, skip: Path | None, found: Expansion, seen: set[
     for path in videos:
         _add(Source(path, path.parent.relative_to(folder)), found, seen)
     found.failures.extend(ItemResult(path, "failed", exit_code=error.exit_code,
-                                     error=_reason(error, path) + "; damaged? check that it plays, "
+                                     error=reason(error, path) + "; damaged? check that it plays, "
                                      "or move it out of the folder") for path, error in damaged)
     found.passed_over.extend(other)
 
@@ -214,7 +214,7 @@ def _nothing_found(folder: Path, damaged: list[tuple[Path, InputError]], other: 
     if not total:
         return (f"no files in {folder} or its subfolders (hidden ones are skipped); "
                 "give a folder that holds clips")
-    names = [f"{path.relative_to(folder)} (damaged: {_reason(error, path)})" for path, error in damaged]
+    names = [f"{path.relative_to(folder)} (damaged: {reason(error, path)})" for path, error in damaged]
     names += [str(path.relative_to(folder)) for path in other]
     return (f"found {total} file{'s' * (total != 1)} in {folder}, none is a video: "
             f"{_names(names)}; give a folder that holds clips")
@@ -225,7 +225,7 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else "")
 
 
-def _reason(error: VidscaleError, path: Path) -> str:
+def reason(error: BaseException, path: Path) -> str:
     """The error's message without a leading ``PATH: `` (the status line names the file once)."""
     message = str(error)
     return message.removeprefix(f"{path}: ")
@@ -405,7 +405,7 @@ def run_item(ready: Ready, request: BatchRequest, progress: Progress | None) -> 
 
 def failed_item(path: Path, output: Path | None, error: VidscaleError) -> ItemResult:
     """A failure line's item: the error without the file's name (the line names it once)."""
-    return ItemResult(path, "failed", output, error=_reason(error, path), exit_code=error.exit_code)
+    return ItemResult(path, "failed", output, error=reason(error, path), exit_code=error.exit_code)
 
 
 def finish_batch(summary: BatchSummary, found: Expansion, request: BatchRequest, started: float,
@@ -426,9 +426,9 @@ def _probe_input(path: Path) -> VideoInfo:
     try:
         return probe(path)
     except MediaNotFoundError as error:
-        raise MediaNotFoundError(f"{_reason(error, path)}; check the path") from None
+        raise MediaNotFoundError(f"{reason(error, path)}; check the path") from None
     except InvalidMediaError as error:
-        raise InvalidMediaError(f"{_reason(error, path)}; check that the file plays, "
+        raise InvalidMediaError(f"{reason(error, path)}; check that the file plays, "
                                 "or remove it from the inputs") from None
 
 

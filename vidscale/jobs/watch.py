@@ -50,7 +50,7 @@ from ..pages import serve_status
 from ..progress import Progress
 from ..settings import ModelSettings, Settings
 from .arrivals import ArrivalQueue
-from .batch import upscale_one
+from .batch import reason, upscale_one
 from .inbox import FolderSettings, InboxLayout, move, owned, prune_empty
 from .journal import Journal, ReportingProgress, RunningJob, WatchStatus, now_iso
 
@@ -459,7 +459,9 @@ class Watcher:
                        error_record(rel, error, sources, output))
         except OSError as exc:
             self.say(f"warning: cannot write the error file beside {target} ({exc})")
-        self._record("failed", rel, f"failed   {rel}: {error} (now {target.relative_to(self.layout.inbox)})",
+        line = (f"failed   {rel}: {reason(error, path)} (now {target.relative_to(self.layout.inbox)}; "
+                "fix the cause and drop it in again)")
+        self._record("failed", rel, line,
                      error=type(error).__name__, message=str(error), source=str(target))
         self.journal.status.counts["failed"] += 1
         self.journal.status.failed.append({"file": str(rel), "error": str(error), "time": now_iso()})
