@@ -39,7 +39,7 @@ from ..media.codecs import output_suffix
 from ..media.timecode import nominal_rate, timecode_to_frames
 from ..progress import Progress
 from ..settings import Settings
-from .batch import BatchSummary, ItemResult, Log, upscale_one
+from .batch import BatchSummary, ItemResult, Log, describe_item, failed_item, upscale_one
 
 Span = tuple[int, int]  # source frames [start, end), end exclusive
 
@@ -242,7 +242,7 @@ def run_timeline(request: TimelineRequest, *, progress: Progress | None = None,
                                            claimed, progress):
             batch.items.append(item)
             new_references.update(relinks)
-            say(_describe(item))
+            say(describe_item(item))
         kept.extend(use for use in uses if use.index not in new_references)
     new_edit = edit.deepcopy()
     for index, clip in enumerate(new_edit.find_clips()):
@@ -269,7 +269,7 @@ def _upscale_file(source: Path, uses: list[ClipUse], clips: list[Any], reference
     except VidscaleError as error:
         for use in uses:
             use.problem = str(error)
-        yield ItemResult(source, "failed", error=str(error), exit_code=error.exit_code), {}
+        yield failed_item(source, None, error), {}
         return
     otio = import_otio()
     clock = media_clock(info, reference)
@@ -322,13 +322,5 @@ def _upscale_range(source: Path, span: Span, settings: Settings, out_dir: Path,
     try:
         result = upscale_one(source, output, settings, frames=span, progress=progress)
     except VidscaleError as error:
-        return ItemResult(source, "failed", output, error=str(error), exit_code=error.exit_code)
+        return failed_item(source, output, error)
     return ItemResult(source, "done", output, result=result)
-
-
-def _describe(item: ItemResult) -> str:
-    if item.status == "failed":
-        return f"failed  {item.input}: {item.error}"
-    if item.status == "skipped":
-        return f"skipped {item.output.name}: already done"
-    return f"done    {item.input} -> {item.output} ({(item.result or {}).get('frames')} frames)"
