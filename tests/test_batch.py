@@ -10,7 +10,7 @@ import shutil
 import pytest
 from conftest import frame_index
 
-from vidscale.jobs.batch import upscale_one
+from vidscale.jobs.engines import upscale_one
 from vidscale.settings import load_settings
 from watch_helpers import FREESCALE_TINY, LANCZOS, decoded, files, job_progress, run_vidscale
 
@@ -102,7 +102,7 @@ def test_upscale_one_passes_should_stop_to_the_freescale_job(tmp_path, make_clip
     assert job_progress(output.parent) == (0, False) and not output.exists()
     assert len(list(output.parent.glob(".vidscale-jobs/*/chunk-0000-step-0001.safetensors"))) == 1
     result = upscale_one(source, output, settings, should_stop=lambda: False)
-    assert result["frames"] == 12 and len(decoded(output)) == 12
+    assert result.frames == 12 and len(decoded(output)) == 12
     assert job_progress(output.parent) == (0, True)
 
 

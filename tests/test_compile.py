@@ -7,7 +7,7 @@ import torch
 from freescale_tiny import tiny_unet, unet_inputs
 from torch._dynamo.utils import counters
 
-from vidscale.freescale import freescale_patches, restrained_dilation
+from vidscale.freescale import freescale_patches, freescale_step
 from vidscale.model.compile import compile_blocks, uncompile_blocks
 from vidscale.model.schedule import VC2Schedule
 from vidscale.pipeline.refine import Denoiser, refine
@@ -24,7 +24,7 @@ def _refine(unet):
     denoiser = Denoiser(
         eps_fn=lambda x, t: unet(x, t, text).sample,
         stage_patches=lambda: freescale_patches(unet, method, base_size=(8, 8), target_size=(16, 16), scale=2),
-        step_patches=lambda _i: restrained_dilation(unet, levels=method.dilate_levels, dilation=2))
+        step_patches=lambda i: freescale_step(unet, method, step_index=i, num_steps=10, scale=2))
     noise = torch.randn(reference.shape, generator=torch.Generator().manual_seed(0))
     return refine(denoiser, VC2Schedule(), reference, noise, SETTINGS)
 

@@ -25,7 +25,7 @@ from vidscale.pipeline.chunks import ChunkInputs, denoise_chunks
 from vidscale.pipeline.detail import detail_alpha
 from vidscale.pipeline.refine import Denoiser
 from vidscale.pipeline.loading import load_model
-from vidscale.pipeline.upscale import chunk_inputs, upscale_denoiser
+from vidscale.pipeline.steps import chunk_inputs, upscale_denoiser
 from vidscale.progress import Progress
 from vidscale.settings import load_settings
 from vidscale.work.plan import make_plan

@@ -83,3 +83,61 @@ def test_media_never_imports_torch():
         names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         names |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert not {n for n in names if n.split(".")[0] == "torch"}, path
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the vidscale modules it imports (at the top or inside functions), modules only."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    return {name: {target for target in imported(path, name) if target in modules and target != name}
+            for name, path in modules.items()}
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm): each is a
+    circle of imports, where no module can be read (or loaded) before the others."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circles():
+    """A package's modules import each other one way only: a circle (even through an import
+    inside a function) means two modules that are really one, or a piece in the wrong one.
+    A package's ``__init__`` importing its own modules is how it exports them, not a circle."""
+    graph = import_graph()
+    for name in graph:
+        package = name if (PACKAGE / Path(*name.split(".")[1:]) / "__init__.py").exists() else None
+        if package:  # the package's exports: leave them out, keep what its modules import
+            graph[name] = {target for target in graph[name] if not target.startswith(f"{name}.")}
+    found = circles(graph)
+    assert not found, "import circles:\n" + "\n".join(" <-> ".join(group) for group in found)
+
+
+def test_the_circle_check_finds_a_circle():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []

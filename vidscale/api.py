@@ -66,22 +66,17 @@ def upscale(path: str | Path, output: str | Path | None = None, *, preset: str |
             model: str | Path | None = None, frames: tuple[int, int | None] | None = None, overwrite: bool = False,
             progress: bool = False, **settings: Any):
     """Upscale one clip with the preset's engine (``vidscale upscale PATH -o OUTPUT``); returns its
-    :class:`~vidscale.pipeline.result.UpscaleResult`. ``preset=None`` is the defaults, as without
+    :class:`~vidscale.pipeline.result.UpscaleResult` (with its review page when ``review=True``), after
+    the checks the CLI makes (a detail matte that does not fit). ``preset=None`` is the defaults, as without
     ``--preset``; ``output`` defaults to ``NAME_2x.mov`` beside the input; ``frames=(start, end)``
     takes only those frames (end exclusive)."""
     from .jobs.batch import default_output
+    from .jobs.engines import upscale_one
 
     chosen = _settings(preset, model, settings)
     source = Path(path)
     target = Path(output) if output is not None else default_output(source, chosen)
-    bars = Progress(enabled=progress)
-    if chosen.upscale.engine == "lanczos":
-        from .pipeline.lanczos import upscale_lanczos
-
-        return upscale_lanczos(source, target, chosen, frames=frames, overwrite=overwrite, progress=bars)
-    from .pipeline.upscale import upscale_clip
-
-    return upscale_clip(source, target, chosen, frames=frames, overwrite=overwrite, progress=bars)
+    return upscale_one(source, target, chosen, frames=frames, overwrite=overwrite, progress=Progress(enabled=progress))
 
 
 def generate(prompt: str, output: str | Path | None = None, *, preset: str | Path | None = "t2v-640p",

@@ -10,21 +10,21 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 import click
 
 from . import __version__
-from .errors import VidscaleError
+from .errors import Interrupted, VidscaleError
 from .progress import Progress
-from .settings import Settings, as_toml, load_settings, preset_names
+from .settings import Codec, Settings, as_toml, load_settings, preset_names
 
 # What upscale and watch run without --preset: the shipped editing-master preset, so that the
 # no-preset default and the documented default are one thing (guidance 1.0: no CFG pass).
 DEFAULT_UPSCALE_PRESET = "prores-hq-2x"
-CODECS = ["prores-proxy", "prores-lt", "prores", "prores-hq", "prores-4444", "prores-4444xq",
-          "h264", "h264-10bit", "h265"]
+CODECS = list(typing.get_args(Codec))  # the settings' type is the one list of codec names
 
 
 class _ExitError(click.ClickException):
@@ -36,11 +36,18 @@ class _ExitError(click.ClickException):
 
 
 class VidscaleGroup(click.Group):
-    """Maps every :class:`VidscaleError` raised by a subcommand to its exit code."""
+    """Maps every :class:`VidscaleError` raised by a subcommand to its exit code.
+
+    A stop the user asked for (:class:`Interrupted`) is not an error: its line starts with
+    ``stopped`` (what was kept, the command that resumes), without click's ``Error:``.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except Interrupted as stopped:
+            click.echo(str(stopped), err=True)
+            ctx.exit(stopped.exit_code)
         except VidscaleError as error:
             raise _ExitError(error) from error
 
@@ -133,6 +140,54 @@ def _model_options(func: Any) -> Any:
     return func
 
 
+# The options of every command that upscales clips (upscale, watch, timeline), defined once: each
+# sets one settings key, and the lanczos engine names the model ones it does not use.
+UPSCALE_OPTION_KEYS: dict[str, str] = {
+    "scale": "upscale.scale", "codec": "output.codec", "engine": "upscale.engine",
+    "prompt": "sampling.prompt", "model_path": "model.path", "device": "model.device",
+    "dtype": "model.dtype", "seed": "sampling.seed", "compile_model": "model.compile",
+    "steps": "sampling.steps", "memory_budget": "jobs.memory_budget_gb", "review": "output.review",
+    "cluster": "cluster.address",
+}
+MODEL_ONLY = {"prompt": "--prompt", "model_path": "--model", "device": "--device", "dtype": "--dtype",
+              "seed": "--seed", "steps": "--steps", "memory_budget": "--memory-budget"}
+
+
+def _upscale_options(func: Any) -> Any:
+    """``--preset`` and the options of :data:`UPSCALE_OPTION_KEYS`, for every upscaling command."""
+    for option in reversed([
+        click.option("--preset", default=DEFAULT_UPSCALE_PRESET, show_default=True,
+                     help="Shipped preset name or path of a .toml file."),
+        click.option("--scale", type=click.Choice(["2", "4"]), help="Size factor per side."),
+        click.option("--codec", type=click.Choice(CODECS), help="Output codec."),
+        click.option("--engine", type=click.Choice(["freescale", "lanczos"]),
+                     help="freescale: generated detail (GPU); lanczos: fast classic resize preview."),
+        click.option("--prompt", help="Optional text describing the clip (freescale engine)."),
+        _model_options,
+        click.option("--steps", type=click.IntRange(1, 1000), help="Denoising steps (sampling.steps)."),
+        click.option("--memory-budget", type=click.FloatRange(0.1, 10_000), metavar="GB",
+                     help="GPU memory a chunk may use (jobs.memory_budget_gb)."),
+        click.option("--review", is_flag=True, default=None,
+                     help="Also write NAME_review.html beside each output: source vs result, plan, seams."),
+        click.option("--cluster", metavar="ADDRESS|local[:N]",
+                     help="Spread clips and segments over Ray workers (pip install 'vidscale[ray]')."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _upscale_settings(options: dict[str, Any], *, quiet: bool, **more: Any) -> Settings:
+    """The preset with the options of :func:`_upscale_options` (popped from ``options``) and
+    ``more`` (``{"section.key": value}``) on top; names the model options lanczos leaves unused."""
+    given = {name: options.pop(name) for name in UPSCALE_OPTION_KEYS}
+    if given["scale"] is not None:
+        given["scale"] = int(given["scale"])
+    settings = _settings(options.pop("preset"), {
+        **{UPSCALE_OPTION_KEYS[name]: value for name, value in given.items()}, **more})
+    _note_unused(settings, {flag: given[name] for name, flag in MODEL_ONLY.items()}, quiet)
+    return settings
+
+
 @click.group(cls=VidscaleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vidscale")
 def main() -> None:
@@ -145,53 +200,26 @@ def main() -> None:
               help="Output file (one input only). Default: NAME_2x.mov next to the input.")
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the outputs (created if missing).")
-@click.option("--preset", default=DEFAULT_UPSCALE_PRESET, show_default=True,
-              help="Shipped preset name or path of a .toml file.")
-@click.option("--scale", type=click.Choice(["2", "4"]), help="Size factor per side.")
-@click.option("--codec", type=click.Choice(CODECS), help="Output codec.")
-@click.option("--engine", type=click.Choice(["freescale", "lanczos"]),
-              help="freescale: generated detail (GPU); lanczos: fast classic resize preview.")
-@click.option("--prompt", help="Optional text describing the clip (freescale engine).")
+@_upscale_options
 @click.option("--detail-mask", type=click.Path(path_type=Path, dir_okay=False),
               help="Matte clip or still image: more generated detail where white (freescale).")
-@_model_options
-@click.option("--steps", type=click.IntRange(1, 1000), help="Denoising steps (sampling.steps).")
-@click.option("--memory-budget", type=click.FloatRange(0.1, 10_000), metavar="GB",
-              help="GPU memory a chunk may use (jobs.memory_budget_gb).")
 @click.option("--frames", "frame_range", type=FrameRange(), help="Only frames START:END (end exclusive).")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--dry-run", is_flag=True,
               help="Check everything the run checks, print the plan and a time estimate, and stop.")
-@click.option("--review", is_flag=True,
-              help="Also write NAME_review.html beside each output: source vs result, plan, seams.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-@click.option("--cluster", metavar="ADDRESS|local[:N]",
-              help="Spread clips and segments over Ray workers (pip install 'vidscale[ray]').")
-def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, preset: str,
-            scale: str | None, codec: str | None, engine: str | None, prompt: str | None,
-            detail_mask: Path | None, model_path: str | None, device: str | None, dtype: str | None,
-            seed: int | None, steps: int | None, memory_budget: float | None, compile_model: bool | None,
-            frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool,
-            review: bool, as_json: bool, quiet: bool, cluster: str | None) -> None:
+def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, detail_mask: Path | None,
+            frame_range: tuple[int, int | None] | None, overwrite: bool, dry_run: bool, as_json: bool,
+            quiet: bool, **options: Any) -> None:
     """Make clips 2x (or 4x) larger. INPUTS are video files or folders of them (searched with
     their subfolders; outputs mirror them)."""
     from .jobs.batch import BatchRequest, run_batch
 
     if output is not None and (len(inputs) > 1 or out_dir is not None):
         raise click.UsageError("-o/--output takes exactly one input and no --out-dir")
-    settings = _settings(preset, {
-        "upscale.scale": int(scale) if scale else None, "output.codec": codec, "upscale.engine": engine,
-        "sampling.prompt": prompt, "model.path": model_path, "model.device": device,
-        "model.dtype": dtype, "sampling.seed": seed, "sampling.steps": steps,
-        "jobs.memory_budget_gb": memory_budget, "output.review": review or None,
-        "cluster.address": cluster,
-        "model.compile": compile_model,
-        "upscale.detail_mask": str(detail_mask.resolve()) if detail_mask else None,
-    })
-    _note_unused(settings, {"--prompt": prompt, "--model": model_path, "--device": device,
-                            "--dtype": dtype, "--seed": seed, "--steps": steps,
-                            "--memory-budget": memory_budget}, quiet or as_json)
+    settings = _upscale_settings(options, quiet=quiet or as_json, **{
+        "upscale.detail_mask": str(detail_mask.resolve()) if detail_mask else None})
     run = run_batch
     if settings.cluster.address:
         from .jobs.cluster import run_cluster as run
@@ -267,8 +295,7 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
 @click.argument("inbox", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Where outputs go (default: INBOX/out).")
-@click.option("--preset", default=DEFAULT_UPSCALE_PRESET, show_default=True,
-              help="Preset name or .toml path (a vidscale.toml in a subfolder overrides it).")
+@_upscale_options
 @click.option("--once", is_flag=True, help="Process what is there now, then exit.")
 @click.option("--create", is_flag=True, help="Make INBOX if it does not exist.")
 @click.option("--settle", type=click.FloatRange(0), default=5.0, show_default=True,
@@ -279,11 +306,8 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
 @click.option("--status-host", default="127.0.0.1", show_default=True,
               help="Address the status page listens on (0.0.0.0: every network).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-@click.option("--cluster", metavar="ADDRESS|local[:N]",
-              help="Run each clip's units on Ray workers (pip install 'vidscale[ray]').")
-def watch(inbox: Path, out_dir: Path | None, preset: str, once: bool, create: bool,
-          settle: float, poll: bool, status_port: int | None, status_host: str, quiet: bool,
-          cluster: str | None) -> None:
+def watch(inbox: Path, out_dir: Path | None, once: bool, create: bool, settle: float, poll: bool,
+          status_port: int | None, status_host: str, quiet: bool, **options: Any) -> None:
     """Upscale every clip dropped into INBOX; a restart resumes where it stopped.
 
     With --once, the exit status follows upscale's rule: 1 if a clip's job failed, 2 if a file
@@ -295,7 +319,8 @@ def watch(inbox: Path, out_dir: Path | None, preset: str, once: bool, create: bo
     # watchdog logs a harmless error when its inotify thread is stopped; without a handler Python
     # would print it. An application that configures logging still sees it.
     logging.getLogger("watchdog").addHandler(logging.NullHandler())
-    settings = _settings(preset, {"cluster.address": cluster})
+    preset = options["preset"]
+    settings = _upscale_settings(options, quiet=quiet)
     request = WatchRequest(inbox=inbox, out_dir=out_dir, settings=settings, preset=preset,
                            once=once, settle_seconds=settle, poll=poll, create=create,
                            status_port=status_port, status_host=status_host)
@@ -310,17 +335,17 @@ def watch(inbox: Path, out_dir: Path | None, preset: str, once: bool, create: bo
               help="The new edit (.otio, or any suffix an installed OTIO adapter writes).")
 @click.option("--handles", type=click.IntRange(0), default=12, show_default=True,
               help="Extra frames upscaled before and after each clip (for trims in the edit).")
-@click.option("--preset", help="Shipped preset name or path of a .toml file.")
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the upscaled ranges (default: beside the new edit).")
+@_upscale_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def timeline(edit: Path, output: Path, handles: int, preset: str | None, out_dir: Path | None,
-             as_json: bool, quiet: bool) -> None:
+def timeline(edit: Path, output: Path, handles: int, out_dir: Path | None, as_json: bool, quiet: bool,
+             **options: Any) -> None:
     """Upscale only the ranges EDIT uses (.otio, .edl, .xml, .fcpxml) and relink a copy to them."""
     from .jobs.timeline import TimelineRequest, run_timeline
 
-    request = TimelineRequest(edit=edit, output=output, settings=_settings(preset, {}),
+    request = TimelineRequest(edit=edit, output=output, settings=_upscale_settings(options, quiet=quiet or as_json),
                               handles=handles, out_dir=out_dir)
     summary = run_timeline(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
     if as_json:

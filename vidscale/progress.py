@@ -12,10 +12,11 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
-from typing import IO, Iterator, Protocol
+from typing import IO, Any, Callable, Iterator, Protocol
 
 from tqdm import tqdm
 
+Log = Callable[[str], Any]  # where a driver's status lines go (the CLI: stderr; tests: a list)
 LINE_PERCENT = 10  # without a terminal: one line per this much progress (and at start and end)
 
 

@@ -27,15 +27,13 @@ from typing import Any, Callable, Iterator
 
 from ..atomic import check_writable, make_folder
 from ..errors import InputError, Interrupted, InvalidMediaError, MediaNotFoundError, VidscaleError
-from ..media import VideoInfo, codec_spec, probe
+from ..media import VideoInfo, probe
 from ..media.codecs import output_suffix
-from ..media.matte import open_matte
-from ..pages import write_review
-from ..progress import Progress
+from ..progress import Log, Progress
 from ..settings import Settings
 from ..work.plan import describe_estimate, describe_plan, estimate_seconds
+from .engines import check_job, check_output, upscale_one
 
-Log = Callable[[str], Any]
 # Suffixes of video files: one of these that does not probe is a damaged clip (a failure), any
 # other file that does not probe is passed over (a sidecar, a thumbnail, notes).
 VIDEO_SUFFIXES = frozenset({
@@ -244,50 +242,6 @@ def own_outputs(sources: list[Source], request: BatchRequest) -> dict[Path, Path
     return outputs
 
 
-def upscale_one(source: Path, output: Path, settings: Settings, *, frames=None, overwrite=False,
-                progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-                model: Any = None) -> dict[str, Any]:
-    """Run the preset's engine on one clip and return its JSON-ready result.
-
-    ``should_stop`` lets a caller (Ctrl-C, the watch folder's SIGTERM handler) end a freescale job
-    after its current step, which is saved: it raises ``Interrupted`` and the same call later
-    resumes from that step. The lanczos engine has no steps to save; it is fast and always runs
-    to the end. ``model``: a
-    loaded VideoCrafter2 for ``settings.model`` to reuse (a watcher keeps one between clips);
-    None loads it.
-    """
-    if settings.upscale.detail_mask:
-        check_detail_mask(source, settings)
-    if settings.upscale.engine == "lanczos":
-        from ..pipeline.lanczos import upscale_lanczos
-
-        result = upscale_lanczos(source, output, settings, frames=frames, overwrite=overwrite,
-                                 progress=progress).to_dict()
-    else:
-        from ..pipeline.upscale import upscale_clip
-
-        result = upscale_clip(source, output, settings, frames=frames, overwrite=overwrite,
-                              progress=progress, should_stop=should_stop, model=model).to_dict()
-    if settings.output.review:
-        result["review"] = str(write_review(source, output, settings, result, frames=frames))
-    return result
-
-
-def check_detail_mask(source: Path, settings: Settings) -> None:
-    """Refuse a matte that cannot drive this job before anything is loaded (exit 2)."""
-    if settings.upscale.engine != "freescale":
-        raise InputError("--detail-mask steers generated detail: it needs --engine freescale")
-    open_matte(Path(settings.upscale.detail_mask), probe(source))
-
-
-def check_output(output: Path, settings: Settings) -> None:
-    """What would fail a job at its end, checked before it starts: the output's suffix must suit
-    the codec and its folder must be writable (or creatable)."""
-    codec = settings.output.codec
-    codec_spec(codec).container_for(output, codec)
-    check_writable(output.parent)
-
-
 def plan_one(source: Path, output: Path, info: VideoInfo, settings: Settings, *,
              frames=None) -> dict[str, Any]:
     """``--dry-run``: the checks a real run makes before it starts, and what it would do.
@@ -295,8 +249,7 @@ def plan_one(source: Path, output: Path, info: VideoInfo, settings: Settings, *,
     No model is loaded and nothing is written; missing weights fail here as they would there.
     """
     check_output(output, settings)
-    if settings.upscale.detail_mask:
-        check_detail_mask(source, settings)
+    check_job(source, settings)
     start, end = info.frame_range(frames)
     planned: dict[str, Any] = {"engine": settings.upscale.engine, "output": str(output),
                                "codec": settings.output.codec}
@@ -385,6 +338,7 @@ def check_item(source: Source, request: BatchRequest, outputs: dict[Path, Path],
             return ItemResult(path, "planned", output, notes=notes,
                               result=plan_one(path, output, info, request.settings, frames=request.frames))
         check_output(output, request.settings)
+        check_job(path, request.settings)
         make_folder(output.parent, exit_code=2)
     except VidscaleError as error:
         return failed_item(path, output, error)
@@ -395,7 +349,8 @@ def run_item(ready: Ready, request: BatchRequest, progress: Progress | None) -> 
     """Run a checked input's job in this process."""
     try:
         result = upscale_one(ready.path, ready.output, request.settings, frames=request.frames,
-                             overwrite=request.overwrite, progress=progress, should_stop=request.should_stop)
+                             overwrite=request.overwrite, progress=progress,
+                             should_stop=request.should_stop).to_dict()
     except Interrupted:  # the whole batch stops: the user asked to
         raise
     except VidscaleError as error:

@@ -30,9 +30,7 @@ Ray is imported here only, and this module only with ``--cluster``: ``pip instal
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -41,66 +39,19 @@ from typing import Any, Callable
 
 from ..atomic import write_bytes
 from ..errors import InputError, Interrupted, JobError, VidscaleError
-from ..progress import Progress
+from ..pipeline.result import UpscaleResult
+from ..progress import Log, Progress
 from ..settings import ClusterSettings, Settings
 from .batch import (BatchRequest, BatchSummary, ItemResult, Ready, check_item, describe_item, failed_item,
                     finish_batch, run_batch, start_batch)
-from .watch import ModelKeeper
+from .engines import finish_job
+from .models import ModelKeeper
+from .workers import UnitFailed, Worker
 
-Log = Callable[[str], Any]
 Event = Callable[[dict[str, Any]], Any]
 IN_FLIGHT = 2  # units queued per worker, so it never waits for the driver between two units
 START_SECONDS = 300  # how long a worker may take to (re)start before the run fails
 CONTROL = "control"  # the actor's concurrency group for calls that must not wait behind a unit
-
-
-@dataclass(frozen=True)
-class UnitFailed:
-    """What a worker returns when a unit fails for a reason that retrying cannot fix."""
-
-    message: str
-    exit_code: int
-
-
-class Worker:
-    """A Ray actor: keeps the loaded model between units and runs them."""
-
-    def __init__(self) -> None:
-        self.models = ModelKeeper()
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def lanczos(self, source: Path, output: Path, settings: Settings, frames) -> Any:
-        """Encode the whole clip here and return its bytes; the driver writes the output."""
-        from ..pipeline.lanczos import upscale_lanczos
-
-        try:
-            with tempfile.TemporaryDirectory() as folder:
-                temp = Path(folder) / output.name
-                result = upscale_lanczos(source, temp, settings, frames=frames)
-                return temp.read_bytes(), dataclasses.replace(result, output=output).to_dict()
-        except VidscaleError as error:
-            return UnitFailed(str(error), error.exit_code)
-
-    def segment(self, clip: Any, index: int, settings: Settings, shared: str) -> Any:
-        """Denoise segment ``index`` of ``clip`` into the shared job store (returns None), or,
-        without a shared path, into a private one whose chunks go back to the driver."""
-        from ..pipeline.segments import denoise_segment
-
-        segment = clip.segments[index]
-        try:
-            model, _ = self.models.get(settings)
-            if shared:
-                denoise_segment(model, clip, segment, clip.store(segment, Path(shared)), settings)
-                return None
-            with tempfile.TemporaryDirectory() as folder:
-                store = clip.store(segment, Path(folder))
-                denoise_segment(model, clip, segment, store, settings)
-                return {int(i): (store.load_chunk(int(i)), {k: v for k, v in entry.items() if k != "file"})
-                        for i, entry in store.manifest["chunks"].items()}
-        except VidscaleError as error:
-            return UnitFailed(str(error), error.exit_code)
 
 
 @dataclass
@@ -117,7 +68,7 @@ class ClipRun:
     stores: list[Any] = field(default_factory=list)
     waiting: set[int] = field(default_factory=set)  # segments not yet stored
     units: dict[str, int] = field(default_factory=lambda: {"run": 0, "from_store": 0, "retried": 0})
-    lanczos: tuple[bytes, dict[str, Any]] | None = None
+    lanczos: tuple[bytes, UpscaleResult] | None = None
     outcome: ItemResult | None = None
 
 
@@ -343,12 +294,13 @@ class Cluster:
                 write_segmented(model, run.clip, run.stores, run.output, run.settings,
                                 overwrite=True, progress=progress)
                 result = complete_segmented(model, run.clip, run.stores, run.output, run.settings,
-                                            started=run.started,
-                                            timings={"write": time.perf_counter() - started}).to_dict()
+                                            started=run.started, timings={"write": time.perf_counter() - started})
+            result = finish_job(run.source, result, run.settings, frames=run.frames)
         except VidscaleError as error:
             self._end(run, failed_item(run.source, run.output, error), say)
         else:
-            self._end(run, ItemResult(run.source, "done", run.output, result={**result, "units": run.units}), say)
+            self._end(run, ItemResult(run.source, "done", run.output,
+                                      result={**result.to_dict(), "units": run.units}), say)
 
     @staticmethod
     def _end(run: ClipRun, outcome: ItemResult, say: Log) -> None:
@@ -361,7 +313,8 @@ class Cluster:
 
     def upscale_one(self, source: Path, output: Path, settings: Settings, *, progress: Progress | None = None,
                     should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-        """:func:`vidscale.jobs.batch.upscale_one` on the cluster: the result, or the clip's error."""
+        """:func:`vidscale.jobs.engines.upscale_one` on the cluster: the result (as a dict), or the
+        clip's error."""
         run = ClipRun(0, source, output, settings)
         self.run([run], progress=progress or Progress(enabled=False), say=lambda _line: None,
                  should_stop=should_stop)

@@ -20,12 +20,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from ..atomic import write_json
-from ..progress import Bar, Progress
+from ..progress import Bar, Log, Progress
 
-Log = Callable[[str], Any]
 PROGRESS_INTERVAL = 0.5  # seconds between status.json rewrites for progress alone
 RECENT = 20  # finished clips listed in status.json (the log keeps them all)
 

@@ -4,7 +4,7 @@ An editor's 90-second cut of a 40-minute source needs 90 seconds upscaled, not 4
 OpenTimelineIO is the model of the edit (EDL, FCP XML and FCPXML come in through its adapter
 plugins). For every media file the edit uses, the clips' source ranges plus ``handles`` frames on
 each side (clamped to the file) are merged where they overlap or touch; each merged range is
-upscaled with the ordinary engines (:func:`~vidscale.jobs.batch.upscale_one` with ``frames``),
+upscaled with the ordinary engines (:func:`~vidscale.jobs.engines.upscale_one` with ``frames``),
 into ``NAME_FIRST-LAST_2x.mov`` carrying the source timecode of its first frame. The new edit is a
 deep copy in which every clip points at its range's output, with the same in and out points: its
 reference's available range starts at the output's timecode, so the cut plays the same frames.
@@ -37,9 +37,10 @@ from ..errors import InputError, InvalidMediaError, MediaNotFoundError, Vidscale
 from ..media import VideoInfo, probe
 from ..media.codecs import output_suffix
 from ..media.timecode import nominal_rate, timecode_to_frames
-from ..progress import Progress
+from ..progress import Log, Progress
 from ..settings import Settings
-from .batch import BatchSummary, ItemResult, Log, describe_item, failed_item, upscale_one
+from .batch import BatchSummary, ItemResult, describe_item, failed_item
+from .engines import upscale_one
 
 Span = tuple[int, int]  # source frames [start, end), end exclusive
 
@@ -320,7 +321,7 @@ def _upscale_range(source: Path, span: Span, settings: Settings, out_dir: Path,
     if output.exists():
         return ItemResult(source, "skipped", output, error=f"{output} exists (done by an earlier run)")
     try:
-        result = upscale_one(source, output, settings, frames=span, progress=progress)
+        result = upscale_one(source, output, settings, frames=span, progress=progress).to_dict()
     except VidscaleError as error:
         return failed_item(source, output, error)
     return ItemResult(source, "done", output, result=result)

@@ -30,14 +30,13 @@ Why it is built this way:
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -47,18 +46,18 @@ from ..atomic import check_writable, make_folder, write_json
 from ..errors import InputError, Interrupted, MediaNotFoundError, SettingsError
 from ..media import probe
 from ..pages import serve_status
-from ..progress import Progress
-from ..settings import ModelSettings, Settings
+from ..progress import Log, Progress
+from ..settings import Settings
 from .arrivals import ArrivalQueue
-from .batch import reason, upscale_one
+from .batch import reason
+from .engines import upscale_one
+from .interrupts import stop_on_signals
 from .inbox import FolderSettings, InboxLayout, move, owned, prune_empty
 from .journal import Journal, ReportingProgress, RunningJob, WatchStatus, now_iso
+from .models import ModelKeeper
 
-Log = Callable[[str], Any]
 RESCAN_SECONDS = 2.0  # the loop rescans at least this often, whatever the file events say
 POLL_SECONDS = 1.0  # interval of watchdog's polling observer
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-STOPPING = "stopping after the current step (it is saved); Ctrl-C again to stop now"
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def watch_folder(request: WatchRequest, *, progress: Progress | None = None, log
     stop = stop or threading.Event()
     wake = threading.Event()
     events = WakeOnChange(layout, wake)
-    with stop_on_signals(stop, wake), serving_status(request, layout, say), \
+    with stop_on_signals(stop, _raw_stderr, wake=wake), serving_status(request, layout, say), \
             file_events(layout.inbox, events, poll=request.poll, say=say) as how, ExitStack() as stack:
         watcher = Watcher(request, layout, progress or Progress(enabled=False), say, stop, wake, events)
         if request.settings.cluster.address:  # --cluster: each clip's units on the Ray workers
@@ -118,6 +117,12 @@ def serving_status(request: WatchRequest, layout: InboxLayout, say: Log) -> Abst
         return nullcontext()
     return serve_status(layout.status_file, layout.out_dir, host=request.status_host,
                         port=request.status_port, say=say)
+def _raw_stderr(line: str) -> None:
+    """A write that is safe inside a signal handler (which may interrupt a print)."""
+    with suppress(OSError, ValueError):
+        os.write(sys.stderr.fileno(), f"{line}\n".encode())
+
+
 def check_folders(request: WatchRequest) -> None:
     """Exit 2 at the start for an INBOX that is missing (unless ``create``) or not a folder."""
     inbox = Path(request.inbox)
@@ -164,33 +169,6 @@ class WakeOnChange(FileSystemEventHandler):
         with self._lock:
             arrived, self._arrived = self._arrived, {}
         return arrived
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event, wake: threading.Event) -> Iterator[None]:
-    """While inside, SIGINT/SIGTERM set ``stop``; a second one raises KeyboardInterrupt at once.
-
-    Only the main thread can own signal handlers; elsewhere the caller's ``stop`` is the way.
-    The previous handlers are restored on the way out.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def request_stop(_signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt  # asked twice: stop now; outputs are atomic, sources safe
-        stop.set()
-        wake.set()
-        with suppress(OSError, ValueError):  # a raw write: the handler may interrupt a print
-            os.write(sys.stderr.fileno(), f"{STOPPING}\n".encode())
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager
@@ -417,7 +395,7 @@ class Watcher:
                 return self.cluster.upscale_one(path, output, folder.settings, progress=self.progress,
                                                 should_stop=self.stop.is_set)
             return upscale_one(path, output, folder.settings, progress=self.progress,
-                               should_stop=self.stop.is_set, model=self._model(rel, folder.settings))
+                               should_stop=self.stop.is_set, model=self._model(rel, folder.settings)).to_dict()
         finally:
             self.journal.status.running = None
             self.journal.save()
@@ -492,25 +470,3 @@ class Watcher:
     def _record(self, kind: str, rel: Path, line: str, **fields: Any) -> None:
         self.journal.event(kind, str(rel), **fields)
         self.say(line)
-
-
-class ModelKeeper:
-    """Keeps the last loaded VideoCrafter2 for the next clip: loading it takes longer than a short
-    clip's job. A clip with other model settings replaces it (the old one is dropped first, so
-    two never share the GPU). Torch is imported only when a freescale clip comes."""
-
-    def __init__(self) -> None:
-        self._settings: ModelSettings | None = None
-        self._model: Any = None
-
-    def get(self, settings: Settings) -> tuple[Any, bool]:
-        """The model for ``settings.model`` and whether it was loaded just now."""
-        if self._model is not None and self._settings == settings.model:
-            return self._model, False
-        from ..pipeline.loading import load_model
-
-        self._settings, self._model = None, None
-        self._model, self._settings = load_model(settings.model), settings.model
-        return self._model, True
-
-

@@ -35,10 +35,11 @@ from html import escape
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 from urllib.parse import quote, unquote
 
 from ..errors import InputError
+from ..progress import Log
 from .html import document
 from .review import review_path
 
@@ -46,7 +47,6 @@ REFRESH_SECONDS = 2
 POLL_SECONDS = 0.1  # how often the server checks for shutdown: the watcher's exit waits this long
 OUT_PREFIX = "/out/"
 
-Log = Callable[[str], Any]
 
 
 @contextmanager

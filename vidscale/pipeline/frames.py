@@ -1,5 +1,5 @@
 """Upscaling frames held in memory: the plan, chunks, FreeScale denoising and decoding of
-:func:`~vidscale.pipeline.upscale.upscale_clip`, with an array in place of the files.
+:func:`~vidscale.pipeline.upscale.upscale_clip` (:mod:`.steps`), with an array in place of the files.
 
 The chunk store lives in a temporary folder for the call (chunks are anchored through it exactly
 as in a file job), so the frames come out identical to those ``upscale_clip`` hands its writer
@@ -17,10 +17,9 @@ import torch
 from ..model import VideoCrafter2
 from ..progress import Progress
 from ..settings import Settings
-from ..work.plan import make_plan
 from ..work.store import JobStore
 from .chunks import ChunkInputs, denoise_chunks
-from .upscale import decoded_chunk, reference_latent, upscale_denoiser
+from .steps import decoded_chunk, plan_for_model, reference_latent, upscale_denoiser
 
 
 def upscale_frames(model: VideoCrafter2, frames: np.ndarray, settings: Settings, *, fps: int,
@@ -34,8 +33,7 @@ def upscale_frames(model: VideoCrafter2, frames: np.ndarray, settings: Settings,
         raise ValueError(f"expected (frames, height, width, 3) integer RGB, got {frames.dtype} {frames.shape}")
     progress = progress or Progress(enabled=False)
     count, height, width = frames.shape[:3]
-    plan = make_plan(width, height, (0, count), settings, base_latent=(model.base_height // 8, model.base_width // 8),
-                     dtype_bytes=torch.finfo(model.dtype).bits // 8)
+    plan = plan_for_model(width, height, (0, count), settings, model)
     denoiser = upscale_denoiser(model, settings, plan, fps=fps)
 
     def inputs(chunk) -> ChunkInputs:

@@ -26,7 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..atomic import check_target, check_writable, make_folder
 from ..errors import SettingsError
-from ..freescale import freescale_patches, restrained_dilation, temporal_windows, upsample_latent
+from ..freescale import freescale_patches, freescale_step, temporal_windows, upsample_latent
 from ..media import VideoWriter
 from ..media.codecs import codec_spec, output_suffix
 from ..model import VideoCrafter2, resolve_model_path
@@ -39,7 +39,7 @@ from .denoise import StepHook
 from .loading import load_model
 from .refine import Denoiser, refine
 from .result import GenerateResult
-from .upscale import to_rgb16
+from .steps import to_rgb16
 
 
 VC2_FPS = 28  # VC2's official script conditions on 28 fps; the clip is written at that rate
@@ -166,7 +166,8 @@ def generate_latents(model: VideoCrafter2, settings: Settings, *, generator: tor
             eps_fn=eps_fn,
             stage_patches=lambda t=target, f=factor: freescale_patches(
                 model.unet, method, base_size=base_latent, target_size=t, scale=f),
-            step_patches=lambda _i, f=factor: restrained_dilation(model.unet, levels=method.dilate_levels, dilation=f),
+            step_patches=lambda i, f=factor: freescale_step(model.unet, method, step_index=i,
+                                                            num_steps=settings.sampling.steps, scale=f),
         )
         latents = refine(denoiser, model.schedule, reference, stage_noise, settings, generator=generator,
                          progress=progress, after_step=after_step)

@@ -5,7 +5,8 @@ previous cascade stage). One call runs, per the settings:
 
 1. ``x = q_sample(ref, t_restart, eps)`` with ONE noise draw per stage (``restart_fraction``);
 2. at every step, before the UNet call, detail control ``x <- c(t) q_sample(ref, t, eps) + (1-c) x``;
-3. restrained dilation for steps with index < ``dilate_tau * steps``;
+3. restrained dilation for steps with index < ``dilate_tau * steps`` (the denoiser's ``step_patches``,
+   :func:`vidscale.freescale.freescale_step`);
 4. scale fusion and temporal windows installed around the whole stage;
 5. structure guidance on the predicted clean latent (low band pulled toward the reference);
 6. the step itself by ``sampling.scheduler`` (DDIM, or DPM-Solver++(2M), whose first step after
@@ -23,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from ..freescale import (detail_control, dilation_active, guidance_weight_schedule, restart_index,
+from ..freescale import (detail_control, guidance_weight_schedule, restart_index,
                          structure_guidance)
 from ..settings import Settings
 from ..model.solvers import Solver, make_solver
@@ -36,7 +37,8 @@ class Denoiser:
 
     eps_fn: EpsFn
     stage_patches: Callable[[], AbstractContextManager] = nullcontext  # fusion, temporal windows
-    step_patches: Callable[[int], AbstractContextManager] = lambda _i: nullcontext()  # dilation
+    # per step, by index in the full schedule: restrained dilation while early (freescale_step)
+    step_patches: Callable[[int], AbstractContextManager] = lambda _i: nullcontext()
 
 
 def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.Tensor,
@@ -68,13 +70,9 @@ def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.T
         weight = guidance_weight_schedule(t, method.guidance_weight, method.guidance_power)
         return structure_guidance(z0, reference, weight.to(z0.device, z0.dtype), method.mixing_factor)
 
-    def model_context(i: int, t: int) -> AbstractContextManager:
-        early = method.dilation and dilation_active(i, sampling.steps, method.dilate_tau)
-        return denoiser.step_patches(i) if early else nullcontext()
-
     step_hooks = DenoiseHooks(
         before_model=before_model,
-        model_context=model_context,
+        model_context=lambda i, _t: denoiser.step_patches(i),
         guide_z0=guide_z0 if method.structure_guidance else None,
         after_step=after_step,
     )

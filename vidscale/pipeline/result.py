@@ -26,6 +26,7 @@ class UpscaleResult:
     elapsed_seconds: float
     job_dir: Path | None = None  # freescale: the resumable job folder
     test_model: bool = False  # freescale: made with the random tiny model
+    review: Path | None = None  # the review page beside the output (output.review)
 
     @property
     def duration(self) -> float:
@@ -43,6 +44,8 @@ class UpscaleResult:
         }
         if self.job_dir is not None:
             data["job_dir"] = str(self.job_dir)
+        if self.review is not None:
+            data["review"] = str(self.review)
         if self.test_model:
             data["test_model"] = True
             data["note"] = TEST_MODEL_NOTE

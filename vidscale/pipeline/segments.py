@@ -37,12 +37,12 @@ from ..media import VideoInfo, VideoWriter, probe
 from ..model import VideoCrafter2
 from ..progress import Progress
 from ..settings import Settings
-from ..work.plan import Segment, UpscalePlan, make_plan, plan_segments
-from ..work.store import JobStore, fingerprint
+from ..work.plan import Segment, UpscalePlan, plan_segments
+from ..work.store import JobStore
 from .chunks import denoise_chunks
 from .loading import load_model, reset_peak_memory, runtime_report
 from .result import UpscaleResult
-from .upscale import chunk_inputs, to_rgb16, upscale_denoiser
+from .steps import chunk_inputs, job_identity, plan_for_model, to_rgb16, upscale_denoiser
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,9 @@ class SegmentedClip:
     def prepare(cls, source: Path, settings: Settings, model: VideoCrafter2, *, frames=None) -> "SegmentedClip":
         """Probe and plan ``source`` for ``model`` (its native size and precision shape the plan)."""
         info = probe(source)
-        base = (model.base_height // 8, model.base_width // 8)
-        plan = make_plan(info.width, info.height, info.frame_range(frames), settings, base_latent=base,
-                         dtype_bytes=torch.finfo(model.dtype).bits // 8)
-        identity = {"input": fingerprint(source), "frames": plan.frame_range,
-                    "settings": settings.digest("upscale", "model", "sampling", "freescale", "jobs"),
-                    "model": model.name}
+        plan = plan_for_model(info.width, info.height, info.frame_range(frames), settings, model)
         return cls(Path(source), info, plan, tuple(plan_segments(plan.chunks, settings.jobs.segment_frames)),
-                   identity)
+                   job_identity(source, plan, settings, model))
 
     def store(self, segment: Segment, root: Path) -> JobStore:
         """The job store of ``segment`` under ``root`` (opened, or resumed where it stopped)."""
