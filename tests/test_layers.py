@@ -18,7 +18,7 @@ LAYERS = {
     "errors": 0, "progress": 0, "settings": 0, "atomic": 0, "presets": 0,
     "media": 1, "model": 1,
     "freescale": 2,
-    "work": 3,
+    "work": 3, "backends": 3,
     "pipeline": 4,
     "jobs": 5, "pages": 5,
     "cli": 6, "__main__": 6, "__init__": 6, "api": 6,

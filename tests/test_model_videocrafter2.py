@@ -11,7 +11,7 @@ from vidscale.model import load_videocrafter2, resolve_device, resolve_dtype, re
 from vidscale.model import videocrafter2 as vc2
 from vidscale.model.unet import FP32GroupNorm
 from vidscale.pipeline.base import sample_base
-from vidscale.pipeline.conditioning import prompt_eps_fn
+from vidscale.backends import as_backend
 from vidscale.settings import SamplingSettings
 
 
@@ -86,7 +86,7 @@ def test_base_sampling_is_seeded_and_uses_cfg(tiny):
     def run(seed, scale):
         generator = torch.Generator().manual_seed(seed)
         noise = torch.randn(1, 4, 2, 8, 8, generator=generator)
-        eps_fn = prompt_eps_fn(tiny, SamplingSettings(prompt="a cat", guidance_scale=scale), fps=8)
+        eps_fn = as_backend(tiny).predictor(SamplingSettings(prompt="a cat", guidance_scale=scale), fps=8)
         return sample_base(tiny, eps_fn, noise, steps=2, eta=1.0, generator=generator)
     first = run(1, 12.0)
     assert first.shape == (1, 4, 2, 8, 8) and torch.isfinite(first).all()

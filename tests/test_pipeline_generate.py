@@ -16,7 +16,8 @@ import torch
 
 from test_pipeline_upscale import write_preset
 from vidscale.errors import SettingsError
-from vidscale.pipeline.generate import cascade_factors, generate_clip, reschedule_noise
+from vidscale.freescale import reschedule_noise
+from vidscale.pipeline.generate import cascade_factors, generate_clip
 from vidscale.settings import Settings, load_settings
 from watch_helpers import decoded
 

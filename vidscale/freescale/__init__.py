@@ -51,7 +51,7 @@ from .guidance import (
     low_pass,
     structure_guidance,
 )
-from .temporal import TemporalWindowProcessor, temporal_attention_names, temporal_windows
+from .temporal import TemporalWindowProcessor, reschedule_noise, temporal_attention_names, temporal_windows
 
 
 @contextmanager
@@ -103,7 +103,7 @@ __all__ = [
     "upsample_latent", "stage_noise", "renoise",
     "dilated_conv_names", "restrained_dilation",
     "scale_fusion", "ScaleFusionProcessor", "fuse_scales", "spatial_self_attention_names",
-    "temporal_windows", "TemporalWindowProcessor", "temporal_attention_names",
+    "temporal_windows", "TemporalWindowProcessor", "temporal_attention_names", "reschedule_noise",
     "gaussian_blur", "released_blur", "fusion_kernel_size",
     "low_pass", "high_pass", "latent_frequency_mix", "structure_guidance", "guidance_weight_schedule",
 ]

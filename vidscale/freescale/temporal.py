@@ -87,4 +87,19 @@ def temporal_windows(
         yield installed
 
 
-__all__ = ["TemporalWindowProcessor", "temporal_attention_names", "temporal_windows"]
+def reschedule_noise(noise: torch.Tensor, window: int, stride: int, generator: torch.Generator) -> torch.Tensor:
+    """FreeNoise's noise rescheduling for generation: frames past the first window reuse the noise of
+    earlier frames, shuffled in groups.
+
+    Frames [i, i+stride) take the noise of frames [i-window, i-window+stride) in a random order
+    (drawn from ``generator``), so every window starts from noise the model saw together.
+    """
+    noise = noise.clone()
+    for start in range(window, noise.shape[2], stride):
+        count = min(stride, noise.shape[2] - start)
+        order = torch.randperm(stride, generator=generator, device=generator.device)[:count]
+        noise[:, :, start:start + count] = noise[:, :, start - window + order.to(noise.device)]
+    return noise
+
+
+__all__ = ["TemporalWindowProcessor", "reschedule_noise", "temporal_attention_names", "temporal_windows"]

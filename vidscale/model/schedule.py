@@ -20,6 +20,8 @@ import torch
 from diffusers import ConfigMixin, SchedulerMixin
 from diffusers.configuration_utils import register_to_config
 
+from .solvers import Solver, make_solver
+
 T = 1000
 
 
@@ -69,3 +71,8 @@ class VC2Schedule(SchedulerMixin, ConfigMixin):
     def eps_from_x0(self, x_t: torch.Tensor, z0: torch.Tensor, t: int) -> torch.Tensor:
         ab, s = self.coefficients(t, x_t)
         return (x_t - ab.sqrt() * s * z0) / (1 - ab).sqrt()
+
+    def solver(self, name: str, *, eta: float = 0.0, generator: torch.Generator | None = None) -> Solver:
+        """A fresh sampler for one run: ``"ddim"`` (VC2's own) or ``"dpm++2m"``
+        (:mod:`vidscale.model.solvers`)."""
+        return make_solver(name, self, eta=eta, generator=generator)

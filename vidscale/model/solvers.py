@@ -43,16 +43,24 @@ from typing import Literal, Protocol
 import torch
 
 from ..errors import SettingsError
-from .schedule import VC2Schedule
 
 Scheduler = Literal["ddim", "dpm++2m"]
 SCHEDULERS: tuple[Scheduler, ...] = ("ddim", "dpm++2m")
 
 
+class SignalSchedule(Protocol):
+    """What VC2's solvers read of a schedule (:class:`~vidscale.model.schedule.VC2Schedule`)."""
+
+    def coefficients(self, t: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def log_snr_terms(self, t: int) -> tuple[float, float, float]: ...
+    def pred_x0(self, x_t: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor: ...
+    def eps_from_x0(self, x_t: torch.Tensor, z0: torch.Tensor, t: int) -> torch.Tensor: ...
+
+
 class Solver(Protocol):
     """One run of sampling steps; ``z0`` (e.g. after structure guidance) replaces the prediction."""
 
-    schedule: VC2Schedule
+    schedule: SignalSchedule
 
     def step(self, x: torch.Tensor, eps: torch.Tensor, t: int, t_next: int, *,
              z0: torch.Tensor | None = None) -> torch.Tensor: ...
@@ -67,7 +75,7 @@ class Solver(Protocol):
 class DDIMSolver:
     """VC2's DDIM (first order); ``eta`` > 0 adds fresh noise from ``generator`` at each step."""
 
-    def __init__(self, schedule: VC2Schedule, *, eta: float = 0.0, generator: torch.Generator | None = None):
+    def __init__(self, schedule: SignalSchedule, *, eta: float = 0.0, generator: torch.Generator | None = None):
         self.schedule, self.eta, self.generator = schedule, eta, generator
 
     def step(self, x: torch.Tensor, eps: torch.Tensor, t: int, t_next: int, *,
@@ -101,7 +109,7 @@ class DDIMSolver:
 class DPMSolverPP2M:
     """DPM-Solver++(2M) in VC2's scaled parameterisation (derivation in the module docstring)."""
 
-    def __init__(self, schedule: VC2Schedule):
+    def __init__(self, schedule: SignalSchedule):
         self.schedule = schedule
         self._previous: tuple[float, torch.Tensor] | None = None  # (lambda, x0) of the last step
 
@@ -131,7 +139,7 @@ class DPMSolverPP2M:
             self._previous = (float(state["previous_lambda"]), state["previous_x0"])
 
 
-def make_solver(scheduler: str, schedule: VC2Schedule, *, eta: float = 0.0,
+def make_solver(scheduler: str, schedule: SignalSchedule, *, eta: float = 0.0,
                 generator: torch.Generator | None = None) -> Solver:
     """A fresh solver for one run (``sampling.scheduler``, ``sampling.eta``)."""
     if scheduler == "ddim":

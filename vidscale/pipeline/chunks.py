@@ -20,7 +20,7 @@ import torch
 
 from ..errors import Interrupted
 from ..freescale import restart_index
-from ..model.solvers import Solver, make_solver
+from ..model.solvers import Solver
 from ..model.tiles import blend_tiles
 from ..work.plan import Chunk, Tile, UpscalePlan
 from ..work.store import JobStore
@@ -178,8 +178,8 @@ def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, se
     _, channels, _, height, width = data.reference.shape
     noise = frame_noise(settings.sampling.seed, range(chunk.start, chunk.end), (channels, height, width),
                         device=data.reference.device, dtype=data.reference.dtype)
-    solver = make_solver(settings.sampling.scheduler, schedule, eta=settings.sampling.eta,
-                         generator=step_generator(settings.sampling.seed, chunk, settings.sampling.eta))
+    solver = schedule.solver(settings.sampling.scheduler, eta=settings.sampling.eta,
+                             generator=step_generator(settings.sampling.seed, chunk, settings.sampling.eta))
     saved = store.load_step(chunk.index)
     done, resume, recorded = 0, None, None
     if saved is not None:

@@ -8,10 +8,10 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..backends import EpsFn
 from ..model.solvers import Solver
 from ..progress import Progress
 
-EpsFn = Callable[[torch.Tensor, int], torch.Tensor]  # (latents (B, C, F, H, W), t) -> noise
 StepHook = Callable[[int, int, torch.Tensor], torch.Tensor]
 
 

@@ -25,24 +25,23 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..atomic import check_target, check_writable, make_folder
+from ..backends import as_backend
+from ..backends.videocrafter2 import VC2_FPS
 from ..errors import SettingsError
-from ..freescale import freescale_patches, freescale_step, temporal_windows, upsample_latent
+from ..freescale import upsample_latent
 from ..media import VideoWriter
 from ..media.codecs import codec_spec, output_suffix
-from ..model import VideoCrafter2, resolve_model_path
+from ..model import resolve_model_path
 from ..progress import Progress
 from ..settings import Settings
 from ..work.plan import estimate_seconds, generate_tflops
 from .base import sample_base
-from .conditioning import prompt_eps_fn
 from .denoise import StepHook
 from .loading import load_model
 from .refine import Denoiser, refine
 from .result import GenerateResult
 from .steps import to_rgb16
 
-
-VC2_FPS = 28  # VC2's official script conditions on 28 fps; the clip is written at that rate
 
 
 def cascade_factors(settings: Settings) -> list[int]:
@@ -81,28 +80,14 @@ def plan_generate(settings: Settings, *, output: Path | None = None) -> dict[str
     return {"engine": "videocrafter2 + freescale cascade", "output": str(output),
             "codec": settings.output.codec, "model": str(resolve_model_path(settings.model.path)),
             "width": g.width, "height": g.height, "frames": g.frames,
-            "frame_rate": generation_fps(settings), "steps": settings.sampling.steps,
+            "frame_rate": generation_fps(settings, VC2_FPS), "steps": settings.sampling.steps,
             "stages": [f"{g.base_width}x{g.base_height}"] + [
                 f"{g.base_width * f}x{g.base_height * f}" for f in factors],
             "tflops_total": tflops, "estimate_seconds": estimate_seconds(tflops)}
 
 
-def reschedule_noise(noise: torch.Tensor, window: int, stride: int, generator: torch.Generator) -> torch.Tensor:
-    """FreeNoise: frames past the first window reuse the noise of earlier frames, shuffled in groups.
-
-    Frames [i, i+stride) take the noise of frames [i-window, i-window+stride) in a random order
-    (drawn from ``generator``), so every window starts from noise the model saw together.
-    """
-    noise = noise.clone()
-    for start in range(window, noise.shape[2], stride):
-        count = min(stride, noise.shape[2] - start)
-        order = torch.randperm(stride, generator=generator, device=generator.device)[:count]
-        noise[:, :, start:start + count] = noise[:, :, start - window + order.to(noise.device)]
-    return noise
-
-
 def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: bool = False,
-                  progress: Progress | None = None, model: VideoCrafter2 | None = None) -> GenerateResult:
+                  progress: Progress | None = None, model: Any = None) -> GenerateResult:
     """Generate a clip for ``settings.sampling.prompt`` at ``settings.generate``'s size."""
     started = time.perf_counter()
     progress = progress or Progress(enabled=False)
@@ -114,69 +99,70 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
     make_folder(output.parent, exit_code=2)
     g, sampling = settings.generate, settings.sampling
     # 2. model
-    model = model or load_model(settings.model)
-    generator = torch.Generator(model.device).manual_seed(sampling.seed)
+    backend = as_backend(model or load_model(settings.model))
+    generator = torch.Generator(backend.device).manual_seed(sampling.seed)
     # 3. and 4. base stage and cascade
-    latents = generate_latents(model, settings, generator=generator, progress=progress)
+    latents = generate_latents(backend, settings, generator=generator, progress=progress)
     # 5. decode and write
-    fps = generation_fps(settings)
+    fps = generation_fps(settings, backend.spec.fps)
     with VideoWriter(output, width=g.width, height=g.height, source=None, settings=settings.output,
                      frame_rate=Fraction(fps), overwrite=overwrite) as writer:
-        for frames in decoded_rgb16(model, latents, progress):
+        for frames in decoded_rgb16(backend, latents, progress):
             writer.write(frames)
     return GenerateResult(output=output, prompt=sampling.prompt, width=g.width, height=g.height,
                           frames=g.frames, frame_rate=Fraction(fps),
                           codec=settings.output.codec, seed=sampling.seed,
-                          elapsed_seconds=time.perf_counter() - started, test_model=model.is_test_model)
+                          elapsed_seconds=time.perf_counter() - started, test_model=backend.spec.is_test_model)
 
 
-def generation_fps(settings: Settings) -> int:
-    """The frame rate the UNet is conditioned on and the clip is written at."""
-    return settings.sampling.fps or VC2_FPS
+def generation_fps(settings: Settings, model_fps: int) -> int:
+    """The frame rate the model is conditioned on (VC2) and the clip is written at: ``sampling.fps``,
+    else the model family's own (``model_fps``)."""
+    return settings.sampling.fps or model_fps
 
 
 @torch.no_grad()
-def generate_latents(model: VideoCrafter2, settings: Settings, *, generator: torch.Generator,
+def generate_latents(model: Any, settings: Settings, *, generator: torch.Generator,
                      progress: Progress | None = None, after_step: StepHook | None = None) -> torch.Tensor:
-    """Steps 3 and 4 in memory: base sampling, then each cascade stage; the final (1, 4, F, h, w) latents.
+    """Steps 3 and 4 in memory: base sampling, then each cascade stage; the final (1, C, f, h, w) latents.
 
     The CLI (:func:`generate_clip`) and the diffusers pipelines call this same function, so the
     same generator state and settings give the same frames. ``after_step`` runs after every
     denoising step of every stage.
     """
     factors = cascade_factors(settings)
+    backend = as_backend(model)
     g, method = settings.generate, settings.freescale
-    eps_fn = prompt_eps_fn(model, settings.sampling, fps=generation_fps(settings))
+    eps_fn = backend.predictor(settings.sampling, fps=generation_fps(settings, backend.spec.fps))
     # 3. base stage
-    base_latent = (g.base_height // 8, g.base_width // 8)
-    noise = randn_tensor((1, 4, g.frames, *base_latent), generator=generator, device=model.device,
-                         dtype=torch.float32)
-    if method.temporal_window and g.frames > method.temporal_window:
-        noise = reschedule_noise(noise, method.temporal_window, method.temporal_stride, generator)
-    with temporal_windows(model.unet, window=method.temporal_window or g.frames, stride=method.temporal_stride):
-        latents = sample_base(model, eps_fn, noise, steps=settings.sampling.steps, eta=settings.sampling.eta,
+    spatial = backend.spec.grid.spatial
+    base_latent = (g.base_height // spatial, g.base_width // spatial)
+    noise = backend.initial_noise(g.frames, base_latent, generator, method)
+    with backend.base_patches(method, frames=g.frames):
+        latents = sample_base(backend, eps_fn, noise, steps=settings.sampling.steps, eta=settings.sampling.eta,
                               scheduler=settings.sampling.scheduler, generator=generator,
                               progress=progress, after_step=after_step)
     # 4. cascade
     for factor in factors:
         target = (base_latent[0] * factor, base_latent[1] * factor)
         reference = upsample_latent(latents, target, method.upsample_mode)
-        stage_noise = randn_tensor(reference.shape, generator=generator, device=model.device, dtype=torch.float32)
+        stage_noise = randn_tensor(reference.shape, generator=generator, device=backend.device, dtype=torch.float32)
         denoiser = Denoiser(
             eps_fn=eps_fn,
-            stage_patches=lambda t=target, f=factor: freescale_patches(
-                model.unet, method, base_size=base_latent, target_size=t, scale=f),
-            step_patches=lambda i, f=factor: freescale_step(model.unet, method, step_index=i,
-                                                            num_steps=settings.sampling.steps, scale=f),
+            stage_patches=lambda t=target, f=factor: backend.stage_patches(
+                method, base_latent=base_latent, target_latent=t, scale=f),
+            step_patches=lambda i, f=factor: backend.step_patches(
+                method, step_index=i, num_steps=settings.sampling.steps, scale=f),
         )
-        latents = refine(denoiser, model.schedule, reference, stage_noise, settings, generator=generator,
+        latents = refine(denoiser, backend.schedule, reference, stage_noise, settings, generator=generator,
                          progress=progress, after_step=after_step)
     return latents
 
 
-def decoded_rgb16(model: VideoCrafter2, latents: torch.Tensor, progress: Progress) -> Iterator[np.ndarray]:
+def decoded_rgb16(model: Any, latents: torch.Tensor, progress: Progress) -> Iterator[np.ndarray]:
     """The latents decoded batch by batch as (n, H, W, 3) uint16 RGB: what is written."""
-    with progress.bar("decode", total=latents.shape[2], unit="frame") as bar:
-        for pixels in model.decoded(latents):
+    backend = as_backend(model)
+    with progress.bar("decode", total=backend.spec.grid.frames(latents.shape[2]), unit="frame") as bar:
+        for pixels in backend.decoded(latents):
             yield to_rgb16(pixels)
             bar.update(pixels.shape[0])

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..backends import as_backend
 from ..model import VideoCrafter2, load_videocrafter2, resolve_device, resolve_dtype, resolve_model_path
 from ..model.compile import compile_blocks
 from ..settings import ModelSettings
@@ -40,10 +41,11 @@ def peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
 
 
-def runtime_report(model: VideoCrafter2) -> dict[str, Any]:
+def runtime_report(model: Any) -> dict[str, Any]:
     """Where and with what a job ran: for report.json."""
+    backend = as_backend(model)
     versions = {name: metadata.version(name) for name in ("vidscale", "torch", "diffusers", "av", "transformers")}
-    return {"device": str(model.device), "dtype": str(model.dtype).removeprefix("torch."),
-            "model": model.name, "test_model": model.is_test_model,
+    return {"device": str(backend.device), "dtype": str(backend.dtype).removeprefix("torch."),
+            "model": backend.spec.name, "family": backend.spec.family, "test_model": backend.spec.is_test_model,
             "peak_memory_gb": round(peak_memory_gb(model.device), 3),
             "python": platform.python_version(), "versions": versions}

@@ -27,7 +27,7 @@ import torch
 from ..freescale import (detail_control, guidance_weight_schedule, restart_index,
                          structure_guidance)
 from ..settings import Settings
-from ..model.solvers import Solver, make_solver
+from ..model.solvers import Solver
 from .denoise import DenoiseHooks, EpsFn, StepHook, denoise
 
 
@@ -76,7 +76,7 @@ def refine(denoiser: Denoiser, schedule, reference: torch.Tensor, noise: torch.T
         guide_z0=guide_z0 if method.structure_guidance else None,
         after_step=after_step,
     )
-    solver = solver or make_solver(sampling.scheduler, schedule, eta=sampling.eta, generator=generator)
+    solver = solver or schedule.solver(sampling.scheduler, eta=sampling.eta, generator=generator)
     x = schedule.q_sample(reference, run[0], noise)
     if resume is not None:
         done, x = resume

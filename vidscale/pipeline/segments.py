@@ -34,7 +34,7 @@ import torch
 
 from ..atomic import check_target
 from ..media import VideoInfo, VideoWriter, probe
-from ..model import VideoCrafter2
+from ..backends import as_backend
 from ..progress import Progress
 from ..settings import Settings
 from ..work.plan import Segment, UpscalePlan, plan_segments
@@ -42,7 +42,7 @@ from ..work.store import JobStore
 from .chunks import denoise_chunks
 from .loading import load_model, reset_peak_memory, runtime_report
 from .result import UpscaleResult
-from .steps import chunk_inputs, job_identity, plan_for_model, to_rgb16, upscale_denoiser
+from .steps import chunk_inputs, decoded_pixels, job_identity, plan_for_model, to_rgb16, upscale_denoiser
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class SegmentedClip:
     identity: dict[str, Any]  # what decides the result; each segment's store adds its frames
 
     @classmethod
-    def prepare(cls, source: Path, settings: Settings, model: VideoCrafter2, *, frames=None) -> "SegmentedClip":
+    def prepare(cls, source: Path, settings: Settings, model: Any, *, frames=None) -> "SegmentedClip":
         """Probe and plan ``source`` for ``model`` (its native size and precision shape the plan)."""
         info = probe(source)
         plan = plan_for_model(info.width, info.height, info.frame_range(frames), settings, model)
@@ -72,19 +72,20 @@ class SegmentedClip:
         return store.finished >= {chunk.index for chunk in segment.chunks}
 
 
-def denoise_segment(model: VideoCrafter2, clip: SegmentedClip, segment: Segment, store: JobStore,
+def denoise_segment(model: Any, clip: SegmentedClip, segment: Segment, store: JobStore,
                     settings: Settings, *, progress: Progress | None = None,
                     should_stop: Callable[[], bool] | None = None) -> None:
     """Denoise the unfinished chunks of ``segment`` into ``store``, anchored inside the segment."""
     plan = dataclasses.replace(clip.plan, chunks=list(segment.chunks))
-    denoiser = upscale_denoiser(model, settings, clip.plan,
+    backend = as_backend(model)
+    denoiser = upscale_denoiser(backend, settings, clip.plan,
                                 fps=settings.sampling.fps or round(clip.info.frame_rate))
-    denoise_chunks(plan, store, inputs=lambda chunk: chunk_inputs(model, clip.info, clip.plan, chunk, settings),
-                   denoiser=lambda _chunk: denoiser, schedule=model.schedule, settings=settings,
+    denoise_chunks(plan, store, inputs=lambda chunk: chunk_inputs(backend, clip.info, clip.plan, chunk, settings),
+                   denoiser=lambda _chunk: denoiser, schedule=backend.schedule, settings=settings,
                    progress=progress or Progress(enabled=False), should_stop=should_stop)
 
 
-def crossfaded_frames(model: VideoCrafter2, clip: SegmentedClip, stores: list[JobStore],
+def crossfaded_frames(model: Any, clip: SegmentedClip, stores: list[JobStore],
                       progress: Progress) -> Iterator[tuple[np.ndarray, list[int]]]:
     """Every output frame once, in order, as (1, H, W, 3) uint16 RGB with its pts; a segment's
     first ``fade`` frames dissolve from the previous segment's version into its own."""
@@ -107,21 +108,15 @@ def crossfaded_frames(model: VideoCrafter2, clip: SegmentedClip, stores: list[Jo
                 bar.update(1)
 
 
-def _segment_pixels(model: VideoCrafter2, plan: UpscalePlan, segment: Segment,
+def _segment_pixels(model: Any, plan: UpscalePlan, segment: Segment,
                     store: JobStore) -> Iterator[tuple[torch.Tensor, int]]:
     """A segment's frames, decoded: (3, H, W) in [-1, 1] and the source pts, frame by frame."""
     for chunk in segment.chunks:
-        saved = store.load_chunk(chunk.index)
-        pts = saved["pts"].tolist()
-        first = 0
-        for pixels in model.decoded(saved["latents"], tiles=plan.vae_tiles, overlap=plan.vae_tile_overlap,
-                                    pixels_per_pass=plan.vae_pixels_per_pass):
-            for frame in pixels:
-                yield frame, pts[first]
-                first += 1
+        for pixels, pts in decoded_pixels(model, plan, store, chunk):
+            yield from zip(pixels, pts)
 
 
-def write_segmented(model: VideoCrafter2, clip: SegmentedClip, stores: list[JobStore], output: Path,
+def write_segmented(model: Any, clip: SegmentedClip, stores: list[JobStore], output: Path,
                     settings: Settings, *, overwrite: bool = False, progress: Progress | None = None) -> None:
     """Decode, crossfade and write every finished segment into ``output`` (atomically)."""
     width, height = clip.plan.geometry.output_size
@@ -131,7 +126,7 @@ def write_segmented(model: VideoCrafter2, clip: SegmentedClip, stores: list[JobS
             writer.write(frames_rgb, pts=pts)
 
 
-def complete_segmented(model: VideoCrafter2, clip: SegmentedClip, stores: list[JobStore], output: Path,
+def complete_segmented(model: Any, clip: SegmentedClip, stores: list[JobStore], output: Path,
                        settings: Settings, *, started: float, timings: dict[str, float]) -> UpscaleResult:
     """The job's result; every segment store is marked complete with the same report."""
     width, height = clip.plan.geometry.output_size
@@ -139,7 +134,7 @@ def complete_segmented(model: VideoCrafter2, clip: SegmentedClip, stores: list[J
         input=clip.source, output=output, engine="freescale", width=width, height=height,
         frames=clip.plan.frame_count, frame_rate=clip.info.frame_rate, codec=settings.output.codec,
         elapsed_seconds=time.perf_counter() - started, job_dir=stores[0].root,
-        test_model=model.is_test_model)
+        test_model=as_backend(model).spec.is_test_model)
     report = {"result": result.to_dict(), "settings": settings.to_dict(), "plan": clip.plan.to_dict(),
               "segments": [dataclasses.asdict(s) for s in clip.segments], "seconds": timings,
               **runtime_report(model)}
@@ -149,7 +144,7 @@ def complete_segmented(model: VideoCrafter2, clip: SegmentedClip, stores: list[J
 
 
 def upscale_segmented(source: Path, output: Path, settings: Settings, *, frames=None, overwrite=False,
-                      progress: Progress | None = None, model: VideoCrafter2 | None = None,
+                      progress: Progress | None = None, model: Any = None,
                       should_stop: Callable[[], bool] | None = None) -> UpscaleResult:
     """:func:`~vidscale.pipeline.upscale.upscale_clip` for ``jobs.segment_frames`` > 0: the segments
     one after another in this process; the reference a cluster run must equal bit for bit."""
@@ -157,7 +152,7 @@ def upscale_segmented(source: Path, output: Path, settings: Settings, *, frames=
     progress = progress or Progress(enabled=False)
     # 1. probe, plan, segments
     check_target(output, overwrite=overwrite)
-    model = model or load_model(settings.model)
+    model = as_backend(model or load_model(settings.model))
     reset_peak_memory(model.device)
     clip = SegmentedClip.prepare(source, settings, model, frames=frames)
     # 2. one job store per segment

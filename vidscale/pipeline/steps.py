@@ -20,14 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..freescale import freescale_patches, freescale_step, latent_frequency_mix, upsample_latent
+from ..backends import Backend, as_backend
+from ..freescale import latent_frequency_mix, upsample_latent
 from ..media import VideoInfo, read_frames
-from ..model import VideoCrafter2
 from ..settings import JobSettings, Settings
 from ..work.plan import Chunk, UpscalePlan, make_plan
 from ..work.store import JobStore, fingerprint
 from .chunks import ChunkInputs, tiled
-from .conditioning import prompt_eps_fn
 from .detail import detail_alpha
 from .refine import Denoiser
 
@@ -35,22 +34,22 @@ RESULT_SECTIONS = ("upscale", "model", "sampling", "freescale", "jobs")  # what 
 
 
 def plan_for_model(width: int, height: int, frame_range: tuple[int, int], settings: Settings,
-                   model: VideoCrafter2) -> UpscalePlan:
-    """The plan of an upscale of ``frame_range`` of a ``width x height`` clip with ``model``: its
-    base size sets the fusion windows, its precision and VAE width the memory."""
-    return make_plan(width, height, frame_range, settings,
-                     base_latent=(model.base_height // 8, model.base_width // 8),
-                     dtype_bytes=torch.finfo(model.dtype).bits // 8,
-                     vae_width=model.vae.config.block_out_channels[1])
+                   model: Any) -> UpscalePlan:
+    """The plan of an upscale of ``frame_range`` of a ``width x height`` clip with ``model`` (a
+    loaded model or its backend): its base size sets the fusion windows, its precision and VAE
+    width the memory."""
+    backend = as_backend(model)
+    return make_plan(width, height, frame_range, settings, base_latent=backend.spec.base_latent,
+                     dtype_bytes=torch.finfo(backend.dtype).bits // 8, vae_width=backend.spec.vae_width)
 
 
-def job_identity(source: Path, plan: UpscalePlan, settings: Settings, model: VideoCrafter2) -> dict[str, Any]:
+def job_identity(source: Path, plan: UpscalePlan, settings: Settings, model: Any) -> dict[str, Any]:
     """Everything that decides a job's frames: the input file, the frames, the settings that
     change the result, the model and the detail matte's content. A stopped job resumes only
     into a job of the same identity (its folder is named by this identity's hash)."""
     identity: dict[str, Any] = {"input": fingerprint(source), "frames": plan.frame_range,
                                 "settings": result_settings(settings).digest(*RESULT_SECTIONS),
-                                "model": model.name}
+                                "model": as_backend(model).spec.name}
     if settings.upscale.detail_mask:  # a changed matte must not resume the old chunks
         identity["detail_mask"] = content_digest(Path(settings.upscale.detail_mask))
     return identity
@@ -65,9 +64,11 @@ def content_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def upscale_denoiser(model: VideoCrafter2, settings: Settings, plan: UpscalePlan, *, fps: int) -> Denoiser:
-    """The VC2 UNet with the prompt, CFG, tiles and the FreeScale patches of this plan."""
-    eps_fn = prompt_eps_fn(model, settings.sampling, fps=fps)
+def upscale_denoiser(model: Any, settings: Settings, plan: UpscalePlan, *, fps: int) -> Denoiser:
+    """The model's guided prediction for the prompt, with the tiles and the FreeScale patches of
+    this plan (which patches: the backend's, :mod:`vidscale.backends`)."""
+    backend = as_backend(model)
+    eps_fn = backend.predictor(settings.sampling, fps=fps)
     tile = (plan.tiles[0].height, plan.tiles[0].width) if plan.tiles else plan.geometry.target_latent_size
     if plan.tiles:
         eps_fn = tiled(eps_fn, plan.tiles, plan.tile_overlap)
@@ -75,14 +76,14 @@ def upscale_denoiser(model: VideoCrafter2, settings: Settings, plan: UpscalePlan
     scale = plan.geometry.fusion_scale
     return Denoiser(
         eps_fn=eps_fn,
-        stage_patches=lambda: freescale_patches(model.unet, method, base_size=plan.geometry.base_latent,
-                                                target_size=tile, scale=scale),
-        step_patches=lambda i: freescale_step(model.unet, method, step_index=i,
-                                              num_steps=settings.sampling.steps, scale=scale),
+        stage_patches=lambda: backend.stage_patches(method, base_latent=plan.geometry.base_latent,
+                                                    target_latent=tile, scale=scale),
+        step_patches=lambda i: backend.step_patches(method, step_index=i, num_steps=settings.sampling.steps,
+                                                    scale=scale),
     )
 
 
-def chunk_inputs(model: VideoCrafter2, info: VideoInfo, plan: UpscalePlan, chunk: Chunk,
+def chunk_inputs(model: Any, info: VideoInfo, plan: UpscalePlan, chunk: Chunk,
                  settings: Settings) -> ChunkInputs:
     """Read a chunk's frames and build its reference latent at the target size."""
     first = plan.frame_range[0]
@@ -95,22 +96,23 @@ def chunk_inputs(model: VideoCrafter2, info: VideoInfo, plan: UpscalePlan, chunk
                        alpha=detail_alpha(settings, info, plan, first + chunk.start, first + chunk.end))
 
 
-def reference_latent(model: VideoCrafter2, plan: UpscalePlan, frames: np.ndarray, settings: Settings) -> torch.Tensor:
+def reference_latent(model: Any, plan: UpscalePlan, frames: np.ndarray, settings: Settings) -> torch.Tensor:
     """(F, H, W, 3) integer RGB frames -> their reference latent at the target size (in memory)."""
-    pixels = to_model_pixels(frames, plan, model)
-    latent = model.encode_frames(pixels)
+    backend = as_backend(model)
+    pixels = to_model_pixels(frames, plan, backend)
+    latent = backend.encode_frames(pixels)
     target = plan.geometry.target_latent_size
     reference = upsample_latent(latent, target, settings.freescale.upsample_mode)
     if settings.freescale.frequency_mixing or settings.freescale.upsample == "rgb":
-        size = (target[0] * 8, target[1] * 8)
+        size = (target[0] * backend.spec.grid.spatial, target[1] * backend.spec.grid.spatial)
         rgb = F.interpolate(pixels, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
-        rgb_latent = model.encode_frames(rgb)
+        rgb_latent = backend.encode_frames(rgb)
         reference = (rgb_latent if settings.freescale.upsample == "rgb"
                      else latent_frequency_mix(reference, rgb_latent, settings.freescale.mixing_factor))
     return reference
 
 
-def to_model_pixels(frames: np.ndarray, plan: UpscalePlan, model: VideoCrafter2) -> torch.Tensor:
+def to_model_pixels(frames: np.ndarray, plan: UpscalePlan, backend: Backend) -> torch.Tensor:
     """(F, H, W, 3) integer RGB -> (F, 3, H', W') in [-1, 1], edge-padded to the model grid."""
     peak = float(np.iinfo(frames.dtype).max)
     pixels = torch.from_numpy(frames.astype(np.float32) / peak).permute(0, 3, 1, 2) * 2 - 1
@@ -118,22 +120,29 @@ def to_model_pixels(frames: np.ndarray, plan: UpscalePlan, model: VideoCrafter2)
     pad = (0, geometry.padded_width - geometry.width, 0, geometry.padded_height - geometry.height)
     if any(pad):
         pixels = F.pad(pixels, pad, mode="replicate")
-    return pixels.to(device=model.device, dtype=model.dtype)
+    return pixels.to(device=backend.device, dtype=backend.dtype)
 
 
-def decoded_chunk(model: VideoCrafter2, plan: UpscalePlan, store: JobStore,
-                  chunk: Chunk) -> Iterator[tuple[np.ndarray, list[int]]]:
-    """A saved chunk's own frames, decoded (tiled when the plan says so), cropped to exactly
-    scale x the input, as uint16 RGB with their source pts, one VAE pass at a time."""
-    width, height = plan.geometry.output_size
+def decoded_pixels(model: Any, plan: UpscalePlan, store: JobStore,
+                   chunk: Chunk) -> Iterator[tuple[torch.Tensor, list[int]]]:
+    """A saved chunk's own frames, decoded one VAE pass at a time (tiled when the plan says so):
+    (n, 3, H, W) in [-1, 1] at the padded size, with their source pts."""
     saved = store.load_chunk(chunk.index)
     pts = saved["pts"].tolist()
     first = 0
-    for pixels in model.decoded(saved["latents"], tiles=plan.vae_tiles, overlap=plan.vae_tile_overlap,
-                                pixels_per_pass=plan.vae_pixels_per_pass):
+    for pixels in as_backend(model).decoded(saved["latents"], tiles=plan.vae_tiles, overlap=plan.vae_tile_overlap,
+                                            pixels_per_pass=plan.vae_pixels_per_pass):
         count = pixels.shape[0]
-        yield to_rgb16(pixels[..., :height, :width]), pts[first:first + count]
+        yield pixels, pts[first:first + count]
         first += count
+
+
+def decoded_chunk(model: Any, plan: UpscalePlan, store: JobStore,
+                  chunk: Chunk) -> Iterator[tuple[np.ndarray, list[int]]]:
+    """:func:`decoded_pixels` cropped to exactly scale x the input, as uint16 RGB: what is written."""
+    width, height = plan.geometry.output_size
+    for pixels, pts in decoded_pixels(model, plan, store, chunk):
+        yield to_rgb16(pixels[..., :height, :width]), pts
 
 
 def result_settings(settings: Settings) -> Settings:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..atomic import check_target, remove_stale_temps
 from ..media import VideoWriter, probe
-from ..model import VideoCrafter2
+from ..backends import as_backend
 from ..progress import Progress
 from ..settings import Settings
 from ..work.plan import Chunk, UpscalePlan, make_plan
@@ -42,7 +42,7 @@ def plan_upscale(source: Path, settings: Settings, *, frames=None) -> UpscalePla
 
 
 def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None, overwrite=False,
-                 progress: Progress | None = None, model: VideoCrafter2 | None = None,
+                 progress: Progress | None = None, model: Any = None,
                  should_stop: Callable[[], bool] | None = None) -> UpscaleResult:
     """Upscale ``source`` into ``output``; resumable (run it again after an interruption).
 
@@ -60,30 +60,30 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
     # 1. probe and plan
     info = probe(source)
     check_target(output, overwrite=overwrite)
-    model = model or load_model(settings.model)
-    reset_peak_memory(model.device)
-    plan = plan_for_model(info.width, info.height, info.frame_range(frames), settings, model)
+    backend = as_backend(model or load_model(settings.model))
+    reset_peak_memory(backend.device)
+    plan = plan_for_model(info.width, info.height, info.frame_range(frames), settings, backend)
     # 2. job store
     store = JobStore.open(output.parent / ".vidscale-jobs", source.stem,
-                          job_identity(source, plan, settings, model))
+                          job_identity(source, plan, settings, backend))
     remove_stale_temps(output)  # a killed run's half-written output: this run writes it anew
     # 3. + 4. denoise chunk by chunk; decode and write each saved chunk (beside the next one)
-    denoiser = upscale_denoiser(model, settings, plan, fps=settings.sampling.fps or round(info.frame_rate))
+    denoiser = upscale_denoiser(backend, settings, plan, fps=settings.sampling.fps or round(info.frame_rate))
     started_denoise = time.perf_counter()
     width, height = plan.geometry.output_size
     with VideoWriter(output, width=width, height=height, source=info, settings=settings.output,
                      frame_range=plan.frame_range, overwrite=overwrite) as writer, \
             progress.bar("write", total=plan.frame_count, unit="frame") as bar:
         def write(chunk: Chunk) -> None:
-            for frames_rgb, pts in decoded_chunk(model, plan, store, chunk):
+            for frames_rgb, pts in decoded_chunk(backend, plan, store, chunk):
                 if sink.cancelled.is_set():
                     return
                 writer.write(frames_rgb, pts=pts)
                 bar.update(len(pts))
 
         with Sink(write, enabled=settings.jobs.overlap_io) as sink:
-            denoise_chunks(plan, store, inputs=lambda chunk: chunk_inputs(model, info, plan, chunk, settings),
-                           denoiser=lambda _chunk: denoiser, schedule=model.schedule, settings=settings,
+            denoise_chunks(plan, store, inputs=lambda chunk: chunk_inputs(backend, info, plan, chunk, settings),
+                           denoiser=lambda _chunk: denoiser, schedule=backend.schedule, settings=settings,
                            progress=progress, should_stop=should_stop, finished=sink.put)
     timings = {"denoise_and_write": time.perf_counter() - started_denoise}
     # 5. report
@@ -92,9 +92,9 @@ def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None,
         frames=plan.frame_count, frame_rate=info.frame_rate,
         codec=settings.output.codec,
         elapsed_seconds=time.perf_counter() - started, job_dir=store.root,
-        test_model=model.is_test_model)
+        test_model=backend.spec.is_test_model)
     store.complete({"result": result.to_dict(), "settings": settings.to_dict(), "plan": plan.to_dict(),
-                    "seconds": timings, **runtime_report(model)})
+                    "seconds": timings, **runtime_report(backend)})
     return result
 
 

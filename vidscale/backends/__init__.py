@@ -1,0 +1,29 @@
+"""Model families behind one seam (:mod:`.base`): VideoCrafter2 today, Wan next.
+
+:func:`as_backend` is the one way from a loaded model (what :func:`vidscale.pipeline.loading.load_model`
+returns, or a test's tiny model) to the interface the pipelines run on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import VideoCrafter2
+from .base import Backend, EpsFn, NoiseSchedule
+from .videocrafter2 import VC2Backend
+
+# The backend class of each loaded model class.
+BACKENDS: dict[type, type] = {VideoCrafter2: VC2Backend}
+
+
+def as_backend(model: Any) -> Backend:
+    """``model`` as a :class:`Backend` (a backend is returned as it is)."""
+    if isinstance(model, tuple(BACKENDS.values())):
+        return model
+    for kind, backend in BACKENDS.items():
+        if isinstance(model, kind):
+            return backend(model)
+    raise TypeError(f"no backend runs a {type(model).__name__}; known: {', '.join(k.__name__ for k in BACKENDS)}")
+
+
+__all__ = ["Backend", "EpsFn", "NoiseSchedule", "VC2Backend", "as_backend"]
