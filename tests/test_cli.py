@@ -87,12 +87,15 @@ def test_upscale_without_a_preset_runs_the_shipped_default_preset(make_clip):
 
 
 def test_steps_and_memory_budget_options_reach_the_plan(make_clip):
+    """The dry run plans for the model it names: VideoCrafter2's size (``random``: its architecture,
+    nothing loaded) in bf16."""
     clip = make_clip(width=128, height=96, frames=4)
-    plan = _dry_run("upscale", clip, "--model", "tiny", "--steps", "10")["items"][0]["result"]
+    vc2 = ("--model", "random", "--dtype", "bf16")
+    plan = _dry_run("upscale", clip, *vc2, "--steps", "10")["items"][0]["result"]["plan"]
     assert plan["steps"] == 7  # 10 minus the restart's 30 %
     assert plan["tiles"] == []
-    # fp16/bf16 weights alone take 3.45 GB: 3.47 GB leaves too little for 4 whole frames
-    tight = _dry_run("upscale", clip, "--model", "tiny", "--memory-budget", "3.47")["items"][0]["result"]
+    # VC2's bf16 weights alone take 3.45 GB: 3.47 GB leaves too little for 4 whole frames
+    tight = _dry_run("upscale", clip, *vc2, "--memory-budget", "3.47")["items"][0]["result"]["plan"]
     assert len(tight["tiles"]) > 1
 
 
@@ -166,3 +169,27 @@ def test_generate_says_a_test_model_result_is_one_and_skips_an_existing_output(t
     assert made.output.startswith(f"wrote {target} (made with a RANDOM TEST MODEL")
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "skipped" in again.output and "--overwrite" in again.output
+
+
+def test_frames_by_timecode_select_the_same_frames_as_by_number(make_clip, tmp_path):
+    """``--frames TC-TC`` counts from the clip's own start timecode at its rate, end exclusive."""
+    from conftest import frame_index
+    from watch_helpers import decoded
+
+    clip = make_clip(container="mov", frames=20, timecode="01:00:00:00")
+    lanczos = ("--engine", "lanczos", "--codec", "prores-lt", "-q")
+    by_number = CliRunner().invoke(main, ["upscale", str(clip), "-o", str(tmp_path / "n.mov"), "--frames", "5:15",
+                                          *lanczos])
+    by_timecode = CliRunner().invoke(main, ["upscale", str(clip), "-o", str(tmp_path / "t.mov"),
+                                            "--frames", "01:00:00:05-01:00:00:15", *lanczos])
+    assert by_number.exit_code == by_timecode.exit_code == 0, by_timecode.output
+    shown = [[frame_index(rgb[::2, ::2]) for rgb in decoded(tmp_path / name)] for name in ("n.mov", "t.mov")]
+    assert shown[0] == shown[1] == list(range(5, 15))
+
+
+def test_a_timecode_range_on_a_clip_without_timecode_is_a_usage_error(make_clip, tmp_path):
+    result = CliRunner().invoke(main, ["upscale", str(make_clip(frames=4)), "-o", str(tmp_path / "o.mov"),
+                                       "--engine", "lanczos", "--frames", "01:00:00:00-01:00:00:02"])
+    assert result.exit_code == 2 and "carries none; give frame numbers" in result.output
+    bad = CliRunner().invoke(main, ["upscale", str(make_clip(frames=4)), "--frames", "1:00:00-2"])
+    assert bad.exit_code == 2 and "is not TC-TC" in bad.output

@@ -148,15 +148,23 @@ def test_sigkill_in_a_middle_chunk_then_rerun_gives_the_uninterrupted_output(mak
 
 
 def test_dry_run_prints_the_plan_without_loading_a_model(make_clip, tmp_path):
+    """The dry run reads the model's configs (its base size decides the plan), never its weights."""
+    from vidscale.model.configs import TINY_TEXT, TINY_UNET, TINY_VAE
+
     clip = make_clip(width=64, height=48, frames=9)
-    unloadable = tmp_path / "empty-model-folder"  # found (dry-run checks that), never loaded
-    unloadable.mkdir()
+    unloadable = tmp_path / "configs-only"  # a model folder without a single weight file
+    for component, config in {"unet": TINY_UNET, "vae": TINY_VAE, "text_encoder": TINY_TEXT}.items():
+        (unloadable / component).mkdir(parents=True)
+        (unloadable / component / "config.json").write_text(json.dumps(config))
+    (unloadable / "model_index.json").write_text(json.dumps({"_class_name": "VideoCrafter2Pipeline",
+                                                               "_vidscale_format": 2}))
     preset = write_preset(tmp_path / "tiny.toml", {**CHUNKED, "model.path": str(unloadable)})
     done = subprocess.run([sys.executable, "-m", "vidscale", "upscale", str(clip), "--preset", str(preset),
                            "--dry-run", "--json"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    plan = json.loads(done.stdout)["items"][0]["result"]
+    plan = json.loads(done.stdout)["items"][0]["result"]["plan"]
     assert len(plan["chunks"]) >= 3 and "memory_gb" in plan and "tflops_per_step" in plan
+    assert plan["geometry"]["base_latent"] == [8, 8]  # the tiny UNet's sample_size, read from its config
     assert not list(tmp_path.glob("*.mp4"))
 
 

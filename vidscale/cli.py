@@ -8,6 +8,7 @@ become exit codes in one place, :class:`VidscaleGroup`.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 import typing
@@ -53,13 +54,18 @@ class VidscaleGroup(click.Group):
 
 
 class FrameRange(click.ParamType):
-    """``START:END`` (END exclusive, either side may be empty) -> ``(start, end | None)``."""
+    """``START:END`` frame numbers (END exclusive, either side may be empty) -> ``(start, end | None)``,
+    or ``TC-TC`` timecodes (``01:00:00:00-01:00:01:00``, END exclusive) kept as strings: each clip
+    counts them from its own start timecode (:meth:`vidscale.media.VideoInfo.frame_range`)."""
 
-    name = "START:END"
+    name = "START:END|TC-TC"
+    TIMECODE = re.compile(r"^\d{1,2}:\d{2}:\d{2}[:;]\d{2}$")
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, int | None]:
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int | str, int | str | None]:
         if isinstance(value, tuple):
             return value
+        if "-" in str(value):
+            return self._timecodes(str(value), param, ctx)
         start, sep, end = str(value).partition(":")
         try:
             first = int(start) if start else 0
@@ -69,6 +75,14 @@ class FrameRange(click.ParamType):
         if not sep or first < 0 or (last is not None and last <= first):
             self.fail(f"{value!r} is not START:END with 0 <= START < END", param, ctx)
         return first, last
+
+    def _timecodes(self, value: str, param: Any, ctx: Any) -> tuple[int | str, str | None]:
+        start, _, end = (part.strip() for part in value.partition("-"))
+        for part in (start, end):
+            if part and not self.TIMECODE.match(part):
+                self.fail(f"{value!r} is not TC-TC (timecodes HH:MM:SS:FF, ';' for drop-frame, end exclusive)",
+                          param, ctx)
+        return start or 0, end or None
 
 
 class Size(click.ParamType):
@@ -121,7 +135,7 @@ def _plan_lines(plan: dict[str, Any]) -> list[str]:
             f"codec     {plan['codec']}",
             f"size      {plan['width']}x{plan['height']}, {plan['frames']} frames at "
             f"{plan['frame_rate']} fps, {plan['steps']} steps, stages {' -> '.join(plan['stages'])}",
-            f"estimate  {describe_estimate(plan['tflops_total'])}"]
+            f"estimate  {describe_estimate(plan['tflops_total'], plan['machine'])}"]
 
 
 def _model_options(func: Any) -> Any:
@@ -203,7 +217,8 @@ def main() -> None:
 @_upscale_options
 @click.option("--detail-mask", type=click.Path(path_type=Path, dir_okay=False),
               help="Matte clip or still image: more generated detail where white (freescale).")
-@click.option("--frames", "frame_range", type=FrameRange(), help="Only frames START:END (end exclusive).")
+@click.option("--frames", "frame_range", type=FrameRange(),
+              help="Only frames START:END (end exclusive), or timecodes TC-TC of the clip's own timecode.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--dry-run", is_flag=True,
               help="Check everything the run checks, print the plan and a time estimate, and stop.")

@@ -17,14 +17,11 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..freescale import freescale_patches, freescale_step, reschedule_noise, temporal_windows
 from ..model import VideoCrafter2
 from ..model.schedule import VC2Schedule
-from ..model.spec import VC2_GRID, ModelSpec
 from ..model.tiles import Box
 from ..model.unet import VC2UNet
 from ..model.videocrafter2 import VAE_PIXELS_PER_PASS
 from ..settings import FreeScaleSettings, SamplingSettings
 from .base import EpsFn
-
-VC2_FPS = 28  # VC2's official script conditions on 28 fps; generated clips are written at that rate
 
 
 class VC2Backend:
@@ -33,9 +30,7 @@ class VC2Backend:
     def __init__(self, model: VideoCrafter2):
         self.model = model
         self.schedule: VC2Schedule = model.schedule
-        self.spec = ModelSpec(family="videocrafter2", name=model.name, is_test_model=model.is_test_model,
-                              base_size=(model.base_height, model.base_width), grid=VC2_GRID,
-                              vae_width=model.vae.config.block_out_channels[1], fps=VC2_FPS)
+        self.spec = model.spec
 
     @property
     def device(self) -> torch.device:

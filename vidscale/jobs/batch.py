@@ -28,11 +28,13 @@ from typing import Any, Callable, Iterator
 from ..atomic import check_writable, make_folder
 from ..errors import InputError, Interrupted, InvalidMediaError, MediaNotFoundError, VidscaleError
 from ..media import VideoInfo, probe
+from ..media.probe import FrameSelection
+from ..media.write import check_output
 from ..media.codecs import output_suffix
 from ..progress import Log, Progress
 from ..settings import Settings
 from ..work.plan import describe_estimate, describe_plan, estimate_seconds
-from .engines import check_job, check_output, upscale_one
+from .engines import check_job, upscale_one
 
 # Suffixes of video files: one of these that does not probe is a damaged clip (a failure), any
 # other file that does not probe is passed over (a sidecar, a thumbnail, notes).
@@ -51,7 +53,7 @@ class BatchRequest:
     settings: Settings
     output: Path | None = None  # only with exactly one input
     out_dir: Path | None = None  # default: next to each input
-    frames: tuple[int, int | None] | None = None
+    frames: FrameSelection | None = None
     overwrite: bool = False
     dry_run: bool = False
     should_stop: Callable[[], bool] | None = None  # asked after every step; yes: checkpoint and stop
@@ -248,7 +250,7 @@ def plan_one(source: Path, output: Path, info: VideoInfo, settings: Settings, *,
 
     No model is loaded and nothing is written; missing weights fail here as they would there.
     """
-    check_output(output, settings)
+    check_output(output, settings.output.codec)
     check_job(source, settings)
     start, end = info.frame_range(frames)
     planned: dict[str, Any] = {"engine": settings.upscale.engine, "output": str(output),
@@ -257,11 +259,14 @@ def plan_one(source: Path, output: Path, info: VideoInfo, settings: Settings, *,
         return {**planned, "frames": end - start, "width": info.width * settings.upscale.scale,
                 "height": info.height * settings.upscale.scale}
     from ..model import resolve_model_path
-    from ..work.plan import make_plan
+    from ..pipeline.loading import this_machine
+    from ..pipeline.steps import planned_without_model
 
     planned["model"] = str(resolve_model_path(settings.model.path))
-    plan = make_plan(info.width, info.height, (start, end), settings).to_dict()
-    return {**planned, **plan, "estimate_seconds": estimate_seconds(plan["tflops_total"])}
+    plan = planned_without_model(info.width, info.height, (start, end), settings).to_dict()
+    machine = this_machine(settings.model)
+    return {**planned, "plan": plan, "machine": machine,
+            "estimate_seconds": estimate_seconds(plan["tflops_total"], machine)}
 
 
 def run_batch(request: BatchRequest, *, progress: Progress | None = None,
@@ -337,7 +342,7 @@ def check_item(source: Source, request: BatchRequest, outputs: dict[Path, Path],
         if request.dry_run:
             return ItemResult(path, "planned", output, notes=notes,
                               result=plan_one(path, output, info, request.settings, frames=request.frames))
-        check_output(output, request.settings)
+        check_output(output, request.settings.output.codec)
         check_job(path, request.settings)
         make_folder(output.parent, exit_code=2)
     except VidscaleError as error:
@@ -387,12 +392,13 @@ def _probe_input(path: Path) -> VideoInfo:
                                 "or remove it from the inputs") from None
 
 
-def _clamped(frames: tuple[int, int | None] | None, info: VideoInfo) -> list[str]:
+def _clamped(frames: FrameSelection | None, info: VideoInfo) -> list[str]:
     """A note when ``--frames START:END`` reaches past the clip's end (the range is clamped)."""
-    if frames is None or frames[1] is None or frames[1] <= info.frame_count:
+    if frames is None or frames[1] is None or info.frame_number(frames[1]) <= info.frame_count:
         return []
     start, end = info.frame_range(frames)
-    return [f"--frames {frames[0]}:{frames[1]} clamped to {start}:{end} "
+    asked = "-".join(map(str, frames)) if isinstance(frames[1], str) else f"{frames[0]}:{frames[1]}"
+    return [f"--frames {asked} clamped to {start}:{end} "
             f"(the clip has {info.frame_count} frames)"]
 
 
@@ -414,8 +420,9 @@ def describe_item(item: ItemResult) -> str:
 def _describe_plan(result: dict[str, Any]) -> str:
     lines = [f"engine    {result['engine']}" + (f" (model {result['model']})" if "model" in result else ""),
              f"codec     {result['codec']}"]
-    if "chunks" in result:
-        lines += [describe_plan(result), f"estimate  {describe_estimate(result['tflops_total'])}"]
+    if "plan" in result:
+        plan = result["plan"]
+        lines += [describe_plan(plan), f"estimate  {describe_estimate(plan['tflops_total'], result['machine'])}"]
     else:
         lines += [f"size      {result['width']}x{result['height']}, {result['frames']} frames",
                   "estimate  none: the lanczos engine runs on the CPU without a model "

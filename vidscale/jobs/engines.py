@@ -18,22 +18,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-from ..atomic import check_writable
 from ..errors import InputError
-from ..media import codec_spec, probe
+from ..media import probe
 from ..media.matte import open_matte
 from ..pages import write_review
 from ..pipeline.result import UpscaleResult
 from ..progress import Progress
 from ..settings import Settings
-
-
-def check_output(output: Path, settings: Settings) -> None:
-    """What would fail a job at its end, checked before it starts: the output's suffix must suit
-    the codec and its folder must be writable (or creatable)."""
-    codec = settings.output.codec
-    codec_spec(codec).container_for(output, codec)
-    check_writable(output.parent)
 
 
 def check_job(source: Path, settings: Settings) -> None:

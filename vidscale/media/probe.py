@@ -22,6 +22,10 @@ import av
 
 from ..errors import InvalidMediaError, MediaNotFoundError
 from .colour import ColorTags
+from .timecode import timecode_to_frames
+
+# ``--frames``: (START, END), END exclusive and None for the clip's end; either may be a timecode.
+FrameSelection = tuple[int | str, int | str | None]
 
 # A frame interval may differ from the nominal one by a rounding tick (29.97 fps stored in
 # milliseconds alternates 33 and 34) plus this share before the clip counts as variable rate.
@@ -72,14 +76,26 @@ class VideoInfo:
         """Seconds on the container's clock where the first frame is shown."""
         return self.start_pts * self.time_base
 
-    def frame_range(self, frames: tuple[int, int | None] | None) -> tuple[int, int]:
-        """Resolve ``START:END`` (END exclusive, None = to the end) against this clip."""
+    def frame_range(self, frames: FrameSelection | None) -> tuple[int, int]:
+        """Resolve ``START:END`` (END exclusive, None = to the end) against this clip; either end
+        may be a timecode (``01:00:00:00``, ``;`` for drop-frame), counted from this clip's start
+        timecode at its rate."""
         start, end = frames or (0, None)
+        start, end = self.frame_number(start), self.frame_number(end)
         end = self.frame_count if end is None else min(end, self.frame_count)
         if start < 0 or start >= end:
             raise InvalidMediaError(f"{self.path}: frames {start}:{end} select nothing "
                                     f"(the clip has {self.frame_count} frames)")
         return start, end
+
+    def frame_number(self, value: int | str | None) -> int | None:
+        """A frame number, or a timecode as the frame of this clip that shows it."""
+        if not isinstance(value, str):
+            return value
+        if not self.timecode:
+            raise InvalidMediaError(f"{self.path}: --frames {value} is a timecode, but the clip carries none; "
+                                    "give frame numbers (START:END)")
+        return timecode_to_frames(value, self.frame_rate) - timecode_to_frames(self.timecode, self.frame_rate)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: fractions as "30000/1001" strings, the path as a string."""

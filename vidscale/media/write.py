@@ -39,7 +39,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_writable
 from ..errors import InvalidMediaError, OutputError, VidscaleError
 from ..settings import OutputSettings
 from .codecs import codec_spec
@@ -49,6 +49,13 @@ from .timecode import shift_timecode
 
 _FOREVER = Fraction(10**12)  # seconds: "no bound" for audio windows
 _RGB_FORMATS = {np.dtype(np.uint8): "rgb24", np.dtype(np.uint16): "rgb48le"}
+
+
+def check_output(output: Path, codec: str) -> None:
+    """What would fail a :class:`VideoWriter` at its end, checked before a job starts: the output's
+    suffix must suit the codec, and its folder must be writable (or creatable)."""
+    codec_spec(codec).container_for(output, codec)
+    check_writable(output.parent)
 
 
 class VideoWriter:

@@ -11,8 +11,11 @@ from ..errors import CheckpointError, ModelNotFoundError, SettingsError
 from .checkpoint import CONVERT, DOWNLOAD, read_checkpoint
 from .convert import convert_original
 from .folder import COMPONENTS, is_model_folder, read_config, read_index, read_weights
+from .configs import TINY_UNET, TINY_VAE, VC2_UNET, VC2_VAE
+from .spec import TINY_COST, VC2_COST, ModelSpec
 from .tokenizer import ClipTokenizer, find_vocab
-from .videocrafter2 import VideoCrafter2, assemble, random_videocrafter2, tiny_videocrafter2
+from .videocrafter2 import (RANDOM_NAME, TINY_NAME, VideoCrafter2, assemble, random_videocrafter2,
+                            tiny_videocrafter2, vc2_spec)
 
 TINY = "tiny"
 RANDOM = "random"  # the full-size architecture with random weights, for speed and memory tests
@@ -68,23 +71,58 @@ def load_videocrafter2(path: str | Path, *, device: torch.device | str = "cpu",
         return random_videocrafter2(device, dtype)
     path = Path(path)
     if is_model_folder(path):
-        index = read_index(path)
         configs = {name: read_config(path, name) for name in COMPONENTS}
         states = {name: read_weights(path, name, device) for name in COMPONENTS}
-        origin = index.get("_converted_from") or index.get("converted_from") or {}
-        model_dir, name = path, origin.get("model") or f"VideoCrafter2 ({origin.get('file', path.name)})"
+        model_dir, (name, origin) = path, _folder_origin(path)
     elif path.is_file():
         configs, states = convert_original(read_checkpoint(path))
         model_dir, name, origin = None, f"VideoCrafter2 ({path.name})", {}
     else:
-        raise ModelNotFoundError(f"{path}: neither a converted model folder (model_index.json) nor a "
-                                 f"checkpoint file. Download model.ckpt from {DOWNLOAD}")
+        raise _not_a_model(path)
     vocab_file = find_vocab(model_dir, vocab)
     tokenizer = ClipTokenizer.from_file(vocab_file)
     if tokenizer.vocab_size != configs["text_encoder"]["vocab_size"]:
         raise CheckpointError(f"{vocab_file}: gives {tokenizer.vocab_size} token ids, the text encoder has "
                               f"{configs['text_encoder']['vocab_size']}: not CLIP's vocabulary (or truncated)")
-    base = configs["unet"].get("sample_size") or (40, 64)  # format 1 folders: VC2's 320x512
+    base = _base_size(configs["unet"])
     return assemble(configs, states, tokenizer=tokenizer, name=name, device=device, dtype=dtype,
                     is_test_model=bool(origin.get("test_model")),  # a saved tiny model stays labelled random
-                    base_height=base[0] * 8, base_width=base[1] * 8)
+                    base_height=base[0], base_width=base[1])
+
+
+def resolve_spec(path: str | Path | None) -> ModelSpec:
+    """The :class:`ModelSpec` of the model ``--model path`` chooses, read without loading a
+    weight (configs only): what ``--dry-run`` plans with, so its plan is the run's plan."""
+    chosen = resolve_model_path(path)
+    if str(chosen) == TINY:
+        return vc2_spec(TINY_NAME, True, _base_size(TINY_UNET), TINY_VAE["block_out_channels"][1], TINY_COST)
+    if str(chosen) == RANDOM:
+        return vc2_spec(RANDOM_NAME, True, _base_size(VC2_UNET), VC2_VAE["block_out_channels"][1], VC2_COST)
+    chosen = Path(chosen)
+    if is_model_folder(chosen):
+        name, origin = _folder_origin(chosen)
+        return vc2_spec(name, bool(origin.get("test_model")), _base_size(read_config(chosen, "unet")),
+                        read_config(chosen, "vae")["block_out_channels"][1], VC2_COST)
+    if chosen.is_file():  # the original checkpoint: VideoCrafter2 itself (reading its configs means reading 7 GB)
+        return vc2_spec(f"VideoCrafter2 ({chosen.name})", False, _base_size(VC2_UNET),
+                        VC2_VAE["block_out_channels"][1], VC2_COST)
+    raise _not_a_model(chosen)
+
+
+def _folder_origin(folder: Path) -> tuple[str, dict]:
+    """A converted folder's model name and what it was converted from (its model_index.json)."""
+    index = read_index(folder)
+    origin = index.get("_converted_from") or index.get("converted_from") or {}
+    return origin.get("model") or f"VideoCrafter2 ({origin.get('file', folder.name)})", origin
+
+
+def _base_size(unet_config: dict) -> tuple[int, int]:
+    """(height, width) in pixels the UNet was trained at: its ``sample_size`` on the latent grid."""
+    sample = unet_config.get("sample_size") or (40, 64)  # format 1 folders: VC2's 320x512
+    sample = (sample, sample) if isinstance(sample, int) else sample
+    return sample[0] * 8, sample[1] * 8
+
+
+def _not_a_model(path: Path) -> ModelNotFoundError:
+    return ModelNotFoundError(f"{path}: neither a converted model folder (model_index.json) nor a "
+                              f"checkpoint file. Download model.ckpt from {DOWNLOAD}")

@@ -41,6 +41,33 @@ VC2_GRID = LatentGrid()
 
 
 @dataclass(frozen=True)
+class CostModel:
+    """What one denoiser call costs, for plans, memory budgets and time estimates.
+
+    FLOPs per frame of a call over N latent tokens per frame, each query attending to K tokens:
+    ``flops_per_token * N + flops_per_token_pair * N * K`` (K = N for global spatial attention),
+    fitted to FLOPs counted on the meta device (``tests/test_work_plan.py`` recounts them).
+    Memory: every weight of the model plus one call's activations, ``activation_elements_per_token``
+    elements per frame and token.
+    """
+
+    flops_per_token: float
+    flops_per_token_pair: float
+    parameters: float  # every weight of the model (denoiser, VAE, text encoder)
+    activation_elements_per_token: float
+
+
+# Full-size VideoCrafter2: UNet 1.41 B + VAE 84 M + OpenCLIP text tower 354 M parameters; within
+# 2 % of the measured TFLOP table (12.6 / 59.3 / 384 at 16 frames x 40x64 / 80x128 / 160x256);
+# activations: about 24 live tensors of the level-0 width (320 channels) at peak.
+VC2_COST = CostModel(flops_per_token=2.895e8, flops_per_token_pair=7068.0, parameters=1.85e9,
+                     activation_elements_per_token=320 * 24)
+# The tiny test model (configs.TINY_*): its UNet counted the same way; 24 tensors of its 32 channels.
+TINY_COST = CostModel(flops_per_token=2.392e6, flops_per_token_pair=183.3, parameters=6.8e6,
+                      activation_elements_per_token=32 * 24)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A loaded (or resolvable) model as the pipelines see it, whatever its family."""
 
@@ -51,6 +78,7 @@ class ModelSpec:
     grid: LatentGrid = VC2_GRID
     vae_width: int = 256  # the VAE decoder's second block width: what its memory scales with
     fps: int = 28  # the frame rate generated clips are written at (and conditioned on, if the family is)
+    cost: CostModel = VC2_COST
 
     @property
     def base_latent(self) -> tuple[int, int]:

@@ -15,11 +15,15 @@ from ..errors import CheckpointError
 from .configs import TINY_TEXT, TINY_UNET, TINY_VAE, VC2_TEXT, VC2_UNET, VC2_VAE
 from .keymap import missing_and_unexpected
 from .schedule import VC2Schedule
+from .spec import TINY_COST, VC2_COST, VC2_GRID, CostModel, ModelSpec
 from .tiles import Box, blend_tiles
 from .tokenizer import ClipTokenizer
 from .unet import VC2UNet, keep_group_norm_fp32
 
 VAE_PIXELS_PER_PASS = 2**21  # frames per VAE call = this // (H * W): 12 at 320x512, 1 at 1280x2048
+VC2_FPS = 28  # VC2's official script conditions on 28 fps; generated clips are written at that rate
+TINY_NAME = "tiny (random test model)"
+RANDOM_NAME = "random (VideoCrafter2 architecture, random weights: for speed tests)"
 TINY_SEED = 20240101
 RANDOM_SEED = 20241212
 VC2_CONFIGS = {"unet": VC2_UNET, "vae": VC2_VAE, "text_encoder": VC2_TEXT}
@@ -39,10 +43,16 @@ class VideoCrafter2:
     base_height: int = 320
     base_width: int = 512
     execution_device: torch.device | None = None  # where inputs go when offloading keeps weights elsewhere
+    cost: CostModel = VC2_COST  # what a UNet call costs (plans and estimates)
 
     @property
     def device(self) -> torch.device:
         return self.execution_device or self.unet.conv_in.weight.device
+
+    @property
+    def spec(self) -> ModelSpec:
+        return vc2_spec(self.name, self.is_test_model, (self.base_height, self.base_width),
+                        self.vae.config.block_out_channels[1], self.cost)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -95,6 +105,14 @@ class VideoCrafter2:
     @staticmethod
     def _frames_per_pass(size: tuple[int, int], pixels: int = VAE_PIXELS_PER_PASS) -> int:
         return max(1, pixels // (int(size[0]) * int(size[1])))
+
+
+def vc2_spec(name: str, is_test_model: bool, base_size: tuple[int, int], vae_width: int,
+             cost: CostModel) -> ModelSpec:
+    """The spec of a VideoCrafter2 model, loaded (:attr:`VideoCrafter2.spec`) or only resolved
+    (:func:`vidscale.model.loading.resolve_spec`): one definition for both."""
+    return ModelSpec(family="videocrafter2", name=name, is_test_model=is_test_model, base_size=base_size,
+                     grid=VC2_GRID, vae_width=vae_width, fps=VC2_FPS, cost=cost)
 
 
 def build_modules(configs: Mapping[str, dict]) -> tuple[VC2UNet, AutoencoderKL, CLIPTextModel]:
@@ -158,8 +176,9 @@ def tiny_videocrafter2(device: torch.device | str = "cpu", dtype: torch.dtype = 
         torch.manual_seed(TINY_SEED)
         modules = build_modules(configs)
     states = {component: module.state_dict() for component, module in zip(configs, modules)}
-    return assemble(configs, states, tokenizer=ClipTokenizer.byte_level(), name="tiny (random test model)",
-                    device=device, dtype=dtype, is_test_model=True, base_height=64, base_width=64)
+    return assemble(configs, states, tokenizer=ClipTokenizer.byte_level(), name=TINY_NAME,
+                    device=device, dtype=dtype, is_test_model=True, base_height=64, base_width=64,
+                    cost=TINY_COST)
 
 
 def random_videocrafter2(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, *,
@@ -193,7 +212,7 @@ def random_videocrafter2(device: torch.device | str = "cpu", dtype: torch.dtype 
     others = [name for module in modules for name, _ in module.named_buffers() if not name.endswith("position_ids")]
     if others:  # to_empty left them uninitialised
         raise CheckpointError(f"buffers this vidscale does not know how to fill: {others[:3]}")
-    name = "random (VideoCrafter2 architecture, random weights: for speed tests)"
+    name = RANDOM_NAME
     if configs is not VC2_CONFIGS:
         name = "random (reduced VideoCrafter2 architecture, random weights: for speed tests)"
     return VideoCrafter2(unet, vae, text_encoder, ClipTokenizer.byte_level(), VC2Schedule(), name,

@@ -24,20 +24,21 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..atomic import check_target, check_writable, make_folder
+from ..atomic import check_target, make_folder
 from ..backends import as_backend
-from ..backends.videocrafter2 import VC2_FPS
 from ..errors import SettingsError
 from ..freescale import upsample_latent
 from ..media import VideoWriter
-from ..media.codecs import codec_spec, output_suffix
+from ..media.write import check_output
+from ..media.codecs import output_suffix
 from ..model import resolve_model_path
+from ..model.loading import resolve_spec
 from ..progress import Progress
 from ..settings import Settings
 from ..work.plan import estimate_seconds, generate_tflops
 from .base import sample_base
 from .denoise import StepHook
-from .loading import load_model
+from .loading import load_model, this_machine
 from .refine import Denoiser, refine
 from .result import GenerateResult
 from .steps import to_rgb16
@@ -63,27 +64,23 @@ def default_output(settings: Settings) -> Path:
     return Path(f"{slug}_{g.width}x{g.height}{output_suffix(settings.output.codec)}")
 
 
-def check_output(output: Path, settings: Settings) -> None:
-    """Before any sampling: the output's suffix must suit the codec, its folder be writable."""
-    codec_spec(settings.output.codec).container_for(output, settings.output.codec)
-    check_writable(output.parent)
-
-
 def plan_generate(settings: Settings, *, output: Path | None = None) -> dict[str, Any]:
     """``generate --dry-run``: what :func:`generate_clip` checks before it starts (sizes, output
     name and folder, the weights), and what it would make; nothing is loaded or written."""
     factors = cascade_factors(settings)
     output = Path(output) if output is not None else default_output(settings)
-    check_output(output, settings)
+    check_output(output, settings.output.codec)
     g = settings.generate
-    tflops = generate_tflops(settings)
-    return {"engine": "videocrafter2 + freescale cascade", "output": str(output),
+    spec = resolve_spec(settings.model.path)
+    tflops = generate_tflops(settings, spec.cost)
+    machine = this_machine(settings.model)
+    return {"engine": f"{spec.family} + freescale cascade", "output": str(output),
             "codec": settings.output.codec, "model": str(resolve_model_path(settings.model.path)),
             "width": g.width, "height": g.height, "frames": g.frames,
-            "frame_rate": generation_fps(settings, VC2_FPS), "steps": settings.sampling.steps,
+            "frame_rate": generation_fps(settings, spec.fps), "steps": settings.sampling.steps,
             "stages": [f"{g.base_width}x{g.base_height}"] + [
                 f"{g.base_width * f}x{g.base_height * f}" for f in factors],
-            "tflops_total": tflops, "estimate_seconds": estimate_seconds(tflops)}
+            "tflops_total": tflops, "machine": machine, "estimate_seconds": estimate_seconds(tflops, machine)}
 
 
 def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: bool = False,
@@ -95,7 +92,7 @@ def generate_clip(settings: Settings, *, output: Path | None = None, overwrite: 
     cascade_factors(settings)
     output = Path(output) if output is not None else default_output(settings)
     check_target(output, overwrite=overwrite)
-    check_output(output, settings)
+    check_output(output, settings.output.codec)
     make_folder(output.parent, exit_code=2)
     g, sampling = settings.generate, settings.sampling
     # 2. model

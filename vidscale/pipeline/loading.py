@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import resource
 import sys
+import time
 from importlib import metadata
 from typing import Any
 
@@ -25,6 +27,35 @@ def load_model(settings: ModelSettings) -> VideoCrafter2:
     if settings.compile:
         compile_blocks(model.unet)
     return model
+
+
+@functools.lru_cache(maxsize=None)
+def measured_tflops(device: torch.device, dtype: torch.dtype, seconds: float = 0.25) -> float:
+    """This machine's sustained matrix-product rate on ``device`` in ``dtype`` (TFLOP/s), measured
+    once per process for about ``seconds``: what ``--dry-run`` divides the plan's FLOPs by.
+
+    A plain product is the best case a denoiser step reaches (its convolutions, attention and
+    norms run slower), so an estimate from it is on the short side, and is labelled as one.
+    """
+    side = 2048 if device.type == "cuda" else 512
+    a = torch.randn(side, side, device=device).to(dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    a @ a  # warm up: first-call allocation and kernel selection
+    sync()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ a
+        count += 1
+    sync()
+    return 2 * side**3 * count / (time.perf_counter() - started) / 1e12
+
+
+def this_machine(settings: ModelSettings) -> dict[str, Any]:
+    """Where ``settings`` would run a job here, with its measured rate (:func:`measured_tflops`)."""
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    return {"device": str(device), "dtype": str(dtype).removeprefix("torch."),
+            "tflops": round(measured_tflops(device, dtype), 4)}
 
 
 def reset_peak_memory(device: torch.device) -> None:

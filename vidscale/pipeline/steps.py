@@ -23,6 +23,9 @@ import torch.nn.functional as F
 from ..backends import Backend, as_backend
 from ..freescale import latent_frequency_mix, upsample_latent
 from ..media import VideoInfo, read_frames
+from ..model import resolve_device, resolve_dtype
+from ..model.loading import resolve_spec
+from ..model.spec import ModelSpec
 from ..settings import JobSettings, Settings
 from ..work.plan import Chunk, UpscalePlan, make_plan
 from ..work.store import JobStore, fingerprint
@@ -36,11 +39,24 @@ RESULT_SECTIONS = ("upscale", "model", "sampling", "freescale", "jobs")  # what 
 def plan_for_model(width: int, height: int, frame_range: tuple[int, int], settings: Settings,
                    model: Any) -> UpscalePlan:
     """The plan of an upscale of ``frame_range`` of a ``width x height`` clip with ``model`` (a
-    loaded model or its backend): its base size sets the fusion windows, its precision and VAE
-    width the memory."""
+    loaded model or its backend)."""
     backend = as_backend(model)
-    return make_plan(width, height, frame_range, settings, base_latent=backend.spec.base_latent,
-                     dtype_bytes=torch.finfo(backend.dtype).bits // 8, vae_width=backend.spec.vae_width)
+    return plan_for_spec(width, height, frame_range, settings, backend.spec, backend.dtype)
+
+
+def planned_without_model(width: int, height: int, frame_range: tuple[int, int], settings: Settings) -> UpscalePlan:
+    """The plan the run will make, from the model's configs alone (``--dry-run``: no weight loaded)."""
+    device = resolve_device(settings.model.device)
+    return plan_for_spec(width, height, frame_range, settings, resolve_spec(settings.model.path),
+                         resolve_dtype(settings.model.dtype, device))
+
+
+def plan_for_spec(width: int, height: int, frame_range: tuple[int, int], settings: Settings, spec: ModelSpec,
+                  dtype: torch.dtype) -> UpscalePlan:
+    """The one plan maker of every path: the model's base size sets the fusion windows, its cost
+    model, precision and VAE width the memory and the FLOPs."""
+    return make_plan(width, height, frame_range, settings, base_latent=spec.base_latent,
+                     dtype_bytes=torch.finfo(dtype).bits // 8, vae_width=spec.vae_width, cost=spec.cost)
 
 
 def job_identity(source: Path, plan: UpscalePlan, settings: Settings, model: Any) -> dict[str, Any]:

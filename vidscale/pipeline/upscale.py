@@ -26,19 +26,19 @@ from ..media import VideoWriter, probe
 from ..backends import as_backend
 from ..progress import Progress
 from ..settings import Settings
-from ..work.plan import Chunk, UpscalePlan, make_plan
+from ..work.plan import Chunk, UpscalePlan
 from ..work.store import JobStore
 from .chunks import denoise_chunks
 from .loading import load_model, reset_peak_memory, runtime_report
 from .overlap import Sink
 from .result import UpscaleResult
-from .steps import chunk_inputs, decoded_chunk, job_identity, plan_for_model, upscale_denoiser
+from .steps import chunk_inputs, decoded_chunk, job_identity, plan_for_model, planned_without_model, upscale_denoiser
 
 
 def plan_upscale(source: Path, settings: Settings, *, frames=None) -> UpscalePlan:
-    """The plan ``--dry-run`` prints: no model is loaded."""
+    """The plan the run will make, read from the model's configs (no weight is loaded)."""
     info = probe(source)
-    return make_plan(info.width, info.height, info.frame_range(frames), settings)
+    return planned_without_model(info.width, info.height, info.frame_range(frames), settings)
 
 
 def upscale_clip(source: Path, output: Path, settings: Settings, *, frames=None, overwrite=False,

@@ -21,21 +21,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..model.spec import VC2_COST, CostModel
 from ..settings import Settings
 
 VAE_FACTOR = 8  # pixels per latent cell
 UNET_MULTIPLE = 8  # the UNet halves the latent three times
-# Full-size VideoCrafter2 in parameters (UNet 1.41 B + VAE 84 M + OpenCLIP text tower 354 M).
-VC2_PARAMETERS = 1.85e9
-# FLOPs of one full-width VC2 UNet forward per frame: a*N + b*N*K for N latent tokens per frame
-# and K tokens each query attends to (K = N for global spatial attention). Fitted to the measured
-# table in shared/reference/videocrafter2.md (12.6 / 59.3 / 384 TFLOP at 16 frames x 40x64 /
-# 80x128 / 160x256 latents): within 2 % at all three sizes.
-FLOPS_PER_TOKEN = 2.895e8
-FLOPS_PER_TOKEN_PAIR = 7068.0
-# Activation memory of one UNet forward, per frame and latent token, in units of the dtype size:
-# about 24 live tensors of the level-0 width (320 channels) at peak, skip connections included.
-ACTIVATION_ELEMENTS_PER_TOKEN = 320 * 24
 # Largest latent map (tokens per frame) for which global spatial attention is planned; above it
 # scale fusion falls back to neighbourhood patch attention only (1280x2048 -> 160x256 = 40960).
 MAX_GLOBAL_TOKENS = 160 * 256
@@ -204,9 +194,9 @@ def plan_tiles(latent: tuple[int, int], tile: tuple[int, int], overlap: int) -> 
     return [Tile(top, left, th, tw) for top in tops for left in lefts]
 
 
-def unet_tflops(frames: int, tokens: int, attended: int, batch: int = 1) -> float:
-    """Estimated TFLOP of one full-width VC2 UNet call (see FLOPS_PER_TOKEN*)."""
-    per_frame = FLOPS_PER_TOKEN * tokens + FLOPS_PER_TOKEN_PAIR * tokens * attended
+def unet_tflops(frames: int, tokens: int, attended: int, batch: int = 1, cost: CostModel = VC2_COST) -> float:
+    """Estimated TFLOP of one denoiser call (:class:`~vidscale.model.spec.CostModel`)."""
+    per_frame = cost.flops_per_token * tokens + cost.flops_per_token_pair * tokens * attended
     return per_frame * frames * batch / 1e12
 
 
@@ -236,10 +226,10 @@ def plan_vae_decode(latent: tuple[int, int], free_gb: float, dtype_bytes: int,
     return (tiles, overlap, pass_pixels) if len(tiles) > 1 else ([], 0, pass_pixels)
 
 
-def unet_memory_gb(frames: int, tokens: int, dtype_bytes: int, batch: int = 1) -> float:
-    """Estimated peak GPU memory of a chunk: all weights plus one UNet call's activations."""
-    weights = VC2_PARAMETERS * dtype_bytes
-    activations = frames * tokens * ACTIVATION_ELEMENTS_PER_TOKEN * dtype_bytes * batch
+def unet_memory_gb(frames: int, tokens: int, dtype_bytes: int, batch: int = 1, cost: CostModel = VC2_COST) -> float:
+    """Estimated peak GPU memory of a chunk: all weights plus one denoiser call's activations."""
+    weights = cost.parameters * dtype_bytes
+    activations = frames * tokens * cost.activation_elements_per_token * dtype_bytes * batch
     return (weights + activations) / 2**30
 
 
@@ -304,16 +294,29 @@ def describe_plan(plan: dict[str, Any]) -> str:
     return "\n".join(lines + [f"note      {note}" for note in plan["notes"]])
 
 
-def estimate_seconds(tflops: float) -> dict[str, float]:
-    """Seconds ``tflops`` of UNet work take per device class at its ``ASSUMED_TFLOPS``."""
-    return {device: round(tflops / rate, 1) for device, rate in ASSUMED_TFLOPS.items()}
+THIS_MACHINE = "this machine"
 
 
-def describe_estimate(tflops: float) -> str:
-    """``--dry-run``'s estimate line: time per device class, with the assumption it rests on."""
-    times = "; ".join(f"~{_duration(seconds)} on an {device} at an assumed {ASSUMED_TFLOPS[device]:g} "
-                      "TFLOP/s bf16 sustained" for device, seconds in estimate_seconds(tflops).items())
-    return f"{times} (an estimate: {tflops:g} TFLOP of UNet work over assumed, not measured, throughput)"
+def estimate_seconds(tflops: float, machine: dict[str, Any] | None = None) -> dict[str, float]:
+    """Seconds ``tflops`` of denoiser work take per device class at its ``ASSUMED_TFLOPS`` and, given
+    ``machine`` (``{"device", "dtype", "tflops"}``: a rate measured here), on this machine."""
+    seconds = {device: round(tflops / rate, 1) for device, rate in ASSUMED_TFLOPS.items()}
+    if machine:
+        seconds[THIS_MACHINE] = round(tflops / machine["tflops"], 1)
+    return seconds
+
+
+def describe_estimate(tflops: float, machine: dict[str, Any] | None = None) -> str:
+    """``--dry-run``'s estimate line: time on this machine (its measured matrix rate) and per GPU
+    class (an assumed rate), each labelled with what it rests on."""
+    parts = []
+    if machine:
+        parts.append(f"~{_duration(tflops / machine['tflops'])} on this machine ({machine['device']}, "
+                     f"{machine['tflops'] * 1000:.3g} GFLOP/s {machine['dtype']} measured on a matrix product "
+                     "just now; real steps run slower than a plain product)")
+    parts += [f"~{_duration(seconds)} on an {device} at an assumed {ASSUMED_TFLOPS[device]:g} TFLOP/s bf16 "
+              "sustained" for device, seconds in estimate_seconds(tflops).items()]
+    return f"{'; '.join(parts)} (an estimate: {tflops:g} TFLOP of denoiser work over those rates)"
 
 
 def _duration(seconds: float) -> str:
@@ -324,20 +327,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def generate_tflops(settings: Settings) -> float:
+def generate_tflops(settings: Settings, cost: CostModel = VC2_COST) -> float:
     """UNet TFLOP of ``vidscale generate``: full sampling at the base size, then each cascade
     stage's steps after the restart at its size (same cost model as an upscale plan)."""
     g, sampling = settings.generate, settings.sampling
     batch = 2 if sampling.guidance_scale > 1 else 1
     height, width = g.base_height // VAE_FACTOR, g.base_width // VAE_FACTOR
     base = height * width
-    total = sampling.steps * unet_tflops(g.frames, base, base, batch)
+    total = sampling.steps * unet_tflops(g.frames, base, base, batch, cost)
     refine_steps = sampling.steps - int(settings.freescale.restart_fraction * sampling.steps)
     factor = 2
     while g.base_width * factor <= g.width:
         fusion, _notes = _fusion_mode(settings.freescale.fusion, (height * factor, width * factor))
         tokens = base * factor * factor
-        total += refine_steps * unet_tflops(g.frames, tokens, _attended(fusion, tokens, base), batch)
+        total += refine_steps * unet_tflops(g.frames, tokens, _attended(fusion, tokens, base), batch, cost)
         factor *= 2
     return round(total, 1)
 
@@ -374,7 +377,7 @@ def window_count(frames: int, window: int, stride: int) -> int:
 
 def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: Settings, *,
               base_latent: tuple[int, int] = (40, 64), dtype_bytes: int = 2,
-              vae_width: int = VC2_VAE_WIDTH) -> UpscalePlan:
+              vae_width: int = VC2_VAE_WIDTH, cost: CostModel = VC2_COST) -> UpscalePlan:
     """Plan an upscale of ``frame_range`` of a ``width x height`` clip within the memory budget.
 
     Chunk length comes from the budget (never more than ``jobs.chunk_frames``); if not even one
@@ -392,14 +395,14 @@ def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: S
     vae_reserve = min(vae_decode_gb(max(frame_pixels, VAE_PIXELS_PER_PASS // frame_pixels * frame_pixels),
                                     dtype_bytes, vae_width), settings.jobs.memory_budget_gb * VAE_BUDGET_SHARE)
     budget = settings.jobs.memory_budget_gb - vae_reserve
-    fit = _frames_that_fit(latent[0] * latent[1], budget, dtype_bytes, batch)
+    fit = _frames_that_fit(latent[0] * latent[1], budget, dtype_bytes, batch, cost)
     tiles: list[Tile] = []
     tile, tile_overlap = latent, 0
     if fit < min(frames, window):
-        tile = _tile_size(latent, budget, dtype_bytes, batch, min(frames, window))
+        tile = _tile_size(latent, budget, dtype_bytes, batch, min(frames, window), cost)
         tile_overlap = max(UNET_MULTIPLE, tile[0] // 4 // UNET_MULTIPLE * UNET_MULTIPLE)
         tiles = plan_tiles(latent, tile, overlap=tile_overlap)
-        fit = _frames_that_fit(tile[0] * tile[1], budget, dtype_bytes, batch)
+        fit = _frames_that_fit(tile[0] * tile[1], budget, dtype_bytes, batch, cost)
         notes.append(f"latent {latent[0]}x{latent[1]} over budget: {len(tiles)} tiles of {tile[0]}x{tile[1]}")
     chunks = plan_chunks(frames, max(1, min(settings.jobs.chunk_frames, fit)), settings.jobs.overlap_frames)
     tokens = tile[0] * tile[1]
@@ -411,8 +414,8 @@ def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: S
         frame_range=frame_range, geometry=geometry, chunks=chunks, tiles=tiles, fusion=fusion,
         steps=steps,
         temporal_windows=window_count(longest, settings.freescale.temporal_window, settings.freescale.temporal_stride),
-        memory_gb=round(unet_memory_gb(longest, tokens, dtype_bytes, batch), 2),
-        tflops_per_step=round(unet_tflops(longest, tokens, attended, batch) * max(1, len(tiles)), 2),
+        memory_gb=round(unet_memory_gb(longest, tokens, dtype_bytes, batch, cost), 2),
+        tflops_per_step=round(unet_tflops(longest, tokens, attended, batch, cost) * max(1, len(tiles)), 2),
         tile_overlap=tile_overlap, notes=notes,
         vae_memory_gb=round(vae_decode_gb(latent[0] * latent[1] * VAE_FACTOR**2, dtype_bytes, vae_width), 2),
         vae_tiles=vae_tiles, vae_tile_overlap=vae_overlap, vae_pixels_per_pass=pass_pixels,
@@ -426,19 +429,19 @@ def _fusion_mode(requested: str, latent: tuple[int, int]) -> tuple[str, list[str
     return requested, []
 
 
-def _frames_that_fit(tokens: int, budget_gb: float, dtype_bytes: int, batch: int) -> int:
-    fixed = unet_memory_gb(0, tokens, dtype_bytes, batch)
+def _frames_that_fit(tokens: int, budget_gb: float, dtype_bytes: int, batch: int, cost: CostModel) -> int:
+    fixed = unet_memory_gb(0, tokens, dtype_bytes, batch, cost)
     free = budget_gb - fixed
-    per_frame = unet_memory_gb(1, tokens, dtype_bytes, batch) - fixed
+    per_frame = unet_memory_gb(1, tokens, dtype_bytes, batch, cost) - fixed
     return max(0, int(free / per_frame))
 
 
 def _tile_size(latent: tuple[int, int], budget_gb: float, dtype_bytes: int, batch: int,
-               frames: int) -> tuple[int, int]:
+               frames: int, cost: CostModel) -> tuple[int, int]:
     """The largest tile (multiple of 8, same aspect) of which ``frames`` frames fit the budget."""
-    fixed = unet_memory_gb(0, 1, dtype_bytes, batch)
+    fixed = unet_memory_gb(0, 1, dtype_bytes, batch, cost)
     free = budget_gb - fixed
-    per_token = unet_memory_gb(frames, 1, dtype_bytes, batch) - fixed
+    per_token = unet_memory_gb(frames, 1, dtype_bytes, batch, cost) - fixed
     shrink = math.sqrt(max(free, 0.0) / per_token / (latent[0] * latent[1]))
     snap = lambda n: max(2 * UNET_MULTIPLE, int(n * shrink) // UNET_MULTIPLE * UNET_MULTIPLE)  # noqa: E731
     return min(snap(latent[0]), latent[0]), min(snap(latent[1]), latent[1])
