@@ -53,9 +53,37 @@ def test_global_attention_kept_up_to_1280x2048():
 
 
 def test_cost_model_matches_the_reference_table():
-    # shared/reference/videocrafter2.md: 12.6 / 59.3 / 384 TFLOP per forward at 16 frames.
+    # VideoCrafter2's measured FLOPs (docs/DESIGN.md): 12.6 / 59.3 / 384 TFLOP per forward at 16 frames.
     for (h, w), tflop in [((40, 64), 12.6), ((80, 128), 59.3), ((160, 256), 384)]:
         assert unet_tflops(16, h * w, h * w) == pytest.approx(tflop, rel=0.03)
+
+
+def counted_tflops(config: dict, size: tuple[int, int]) -> float:
+    """FLOPs of one frame through the UNet of ``config``, counted on the meta device (no memory,
+    exact integer counts: the same on every CPU)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vidscale.model.unet import VC2UNet
+
+    with torch.device("meta"):
+        unet = VC2UNet(**config)
+        sample, text = torch.empty(1, 4, 1, *size), torch.empty(1, 77, config["cross_attention_dim"])
+        with FlopCounterMode(display=False) as counter:
+            unet(sample, torch.tensor([500]), text, fps=8)
+    return counter.get_total_flops() / 1e12
+
+
+@pytest.mark.parametrize("model, size", [("tiny", (24, 40)), ("tiny", (64, 64)), ("vc2", (40, 64))])
+def test_each_models_cost_model_matches_its_counted_flops(model, size):
+    """The two-term cost model (per token, per attended token pair) is a fit; at sizes it was not fitted
+    on (the tiny model was fitted at 16x16 and 32x32) the counted FLOPs stay within 5 %."""
+    from vidscale.model.configs import TINY_UNET, VC2_UNET
+    from vidscale.model.spec import TINY_COST, VC2_COST
+
+    config, cost = {"tiny": (TINY_UNET, TINY_COST), "vc2": (VC2_UNET, VC2_COST)}[model]
+    tokens = size[0] * size[1]
+    assert unet_tflops(1, tokens, tokens, cost=cost) == pytest.approx(counted_tflops(config, size), rel=0.05)
 
 
 def test_window_count_covers_the_tail():
