@@ -154,6 +154,8 @@ def run_timeline(request: TimelineRequest, *, progress: Progress | None = None,
     jobs = _plan_ranges(request, clips, uses, out_dir, batch)
     check_writer(_relinked(edit, jobs, request.output), request.output)  # before any work
     _report_clips(uses, say)
+    for item in batch.items:  # what was found before any work: offline media, clips out of range
+        say(describe_item(item))
     if request.dry_run:
         _plan_jobs(jobs, request, batch, say)
     else:
@@ -230,8 +232,9 @@ def _plan_ranges(request: TimelineRequest, clips: list[Any], uses: list[ClipUse]
             by_file.setdefault(use.found.path, []).append(use)
         else:
             offline.setdefault(use.media or use.label, []).append(use)
-    for key, lost in offline.items():
-        batch.items.append(ItemResult(Path(key), "failed", exit_code=2,
+    for key, lost in offline.items():  # named as the machine that wrote the edit meant it
+        named = Path(str(recorded_path(key))) if lost[0].media else Path(key)
+        batch.items.append(ItemResult(named, "failed", exit_code=2,
                                       error=_clips_named(lost) + ": " + str(lost[0].problem)))
     claimed: dict[Path, Path] = {}
     jobs: list[RangeJob] = []
