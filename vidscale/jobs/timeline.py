@@ -193,14 +193,21 @@ def sort_clip(index: int, clip: Any) -> ClipUse:
     reference = clip.media_reference
     if isinstance(reference, otio.schema.ExternalReference) and reference.target_url:
         use.media = reference.target_url
-    suffix = recorded_path(use.media).suffix.lower() if use.media else ""
-    if _track_kind(clip) == otio.schema.TrackKind.Audio or suffix in AUDIO_SUFFIXES:
+    if _track_kind(clip) == otio.schema.TrackKind.Audio:
         use.kind = "audio"
     elif isinstance(reference, otio.schema.GeneratorReference):
         use.kind = "generator"
-    elif isinstance(reference, otio.schema.ImageSequenceReference) or suffix in IMAGE_SUFFIXES:
+    elif isinstance(reference, otio.schema.ImageSequenceReference):
         use.kind = "image"
+    elif use.media:
+        use.kind = kind_of(recorded_path(use.media).suffix)
     return use
+
+
+def kind_of(suffix: str) -> str:
+    """What a file's suffix says it is: audio, an image (a still, a frame of a sequence) or video."""
+    suffix = suffix.lower()
+    return "audio" if suffix in AUDIO_SUFFIXES else "image" if suffix in IMAGE_SUFFIXES else "video"
 
 
 def _track_kind(clip: Any) -> str:
@@ -229,7 +236,9 @@ def _plan_ranges(request: TimelineRequest, clips: list[Any], uses: list[ClipUse]
         except InputError as error:
             use.problem = str(error)
         if use.found is not None:
-            by_file.setdefault(use.found.path, []).append(use)
+            use.kind = kind_of(use.found.path.suffix)  # found by its clip name: now it is known
+            if use.kind == "video":
+                by_file.setdefault(use.found.path, []).append(use)
         else:
             offline.setdefault(use.media or use.label, []).append(use)
     for key, lost in offline.items():  # named as the machine that wrote the edit meant it
