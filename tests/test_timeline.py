@@ -15,8 +15,8 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 from click.testing import CliRunner
-
 from conftest import frame_index
+
 from vidscale.cli import main
 from vidscale.errors import InputError
 from vidscale.jobs.clocks import MediaClock, merge_spans, with_handles

@@ -14,8 +14,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import opentimelineio as otio
 import pytest
-
 from timeline_helpers import LANCZOS, modulo, shown, stand_in, vidscale
+
 from vidscale.errors import InputError
 from vidscale.jobs.media_paths import MediaFinder, local_path, recorded_path
 
@@ -153,7 +153,7 @@ def test_a_25_fps_edl_needs_rate_and_reads_with_it(tmp_path, make_clip):
 def _df_edl(separator: str, fcm: str) -> str:
     """Two events over a 29.97 DF file starting at 00:00:59;20: frames 5-11 across the dropped
     ;00 and ;01 of minute 1, and frames 18-21."""
-    tc = lambda t: t.replace(";", separator)  # noqa: E731
+    tc = lambda t: t.replace(";", separator)
     return (f"TITLE: df\n{fcm}\n"
             f"001  DF       V     C        {tc('00:00:59;25')} {tc('00:01:00;04')} {tc('01:00:00;00')} {tc('01:00:00;07')}\n"
             "* FROM CLIP NAME:  df\n* FROM CLIP: df.mov\n"

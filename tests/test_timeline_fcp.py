@@ -15,7 +15,6 @@ from pathlib import Path
 
 import opentimelineio as otio
 import pytest
-
 from timeline_helpers import LANCZOS, modulo, shown, stand_in, vidscale
 
 SAMPLE = Path(__file__).parent / "timeline_samples" / "premiere_windows.xml"

@@ -7,7 +7,6 @@ from fractions import Fraction
 
 import opentimelineio as otio
 import pytest
-
 from timeline_helpers import LANCZOS, modulo, shown, stand_in, vidscale
 
 RATE = 24

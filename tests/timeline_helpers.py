@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
-
 from conftest import frame_index
+
 from vidscale.cli import main
 from vidscale.jobs.clocks import media_clock
 from vidscale.jobs.media_paths import local_path

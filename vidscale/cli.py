@@ -341,12 +341,11 @@ class FrameRate(click.ParamType):
     name = "FPS"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        from .errors import InputError
         from .jobs.clocks import parse_rate
 
         try:
             return parse_rate(str(value))
-        except InputError as error:
+        except VidscaleError as error:
             self.fail(str(error), param, ctx)
 
 

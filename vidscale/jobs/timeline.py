@@ -25,10 +25,11 @@ short resumes from its job store).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..atomic import check_writable, make_folder
 from ..errors import InputError, Interrupted, InvalidMediaError, VidscaleError
@@ -38,7 +39,15 @@ from ..progress import Log, Progress
 from ..settings import Settings
 from .batch import BatchSummary, ItemResult, describe_item, failed_item, plan_one
 from .clocks import MediaClock, Span, media_clock, merge_spans, same_count, with_handles
-from .edits import EDL, adapter_name, check_writer, import_otio, read_edit, reference_url, write_edit
+from .edits import (
+    EDL,
+    adapter_name,
+    check_writer,
+    import_otio,
+    read_edit,
+    reference_url,
+    write_edit,
+)
 from .engines import check_output, upscale_one
 from .media_paths import Found, MediaFinder, recorded_path
 from .models import ModelKeeper
@@ -221,7 +230,18 @@ def _track_kind(clip: Any) -> str:
 
 def _plan_ranges(request: TimelineRequest, clips: list[Any], uses: list[ClipUse], out_dir: Path,
                  batch: BatchSummary) -> list[RangeJob]:
-    """Find each video clip's media, its frames, and the merged ranges; failures become items."""
+    """The merged ranges of every video file the edit uses; failures become items."""
+    claimed: dict[Path, Path] = {}
+    jobs: list[RangeJob] = []
+    for source, file_uses in _find_media(request, clips, uses, batch).items():
+        jobs += _file_ranges(source, file_uses, clips, request, out_dir, claimed, batch)
+    return jobs
+
+
+def _find_media(request: TimelineRequest, clips: list[Any], uses: list[ClipUse],
+                batch: BatchSummary) -> dict[Path, list[ClipUse]]:
+    """Each video clip's media file here (clips by file); offline media becomes one failed item
+    per file, naming its clips."""
     finder = MediaFinder(request.media)
     by_file: dict[Path, list[ClipUse]] = {}
     offline: dict[str, list[ClipUse]] = {}
@@ -235,21 +255,17 @@ def _plan_ranges(request: TimelineRequest, clips: list[Any], uses: list[ClipUse]
                 use.problem = finder.missing(use.media, titles)
         except InputError as error:
             use.problem = str(error)
-        if use.found is not None:
-            use.kind = kind_of(use.found.path.suffix)  # found by its clip name: now it is known
-            if use.kind == "video":
-                by_file.setdefault(use.found.path, []).append(use)
-        else:
+        if use.found is None:
             offline.setdefault(use.media or use.label, []).append(use)
+            continue
+        use.kind = kind_of(use.found.path.suffix)  # found by its clip name: now it is known
+        if use.kind == "video":
+            by_file.setdefault(use.found.path, []).append(use)
     for key, lost in offline.items():  # named as the machine that wrote the edit meant it
         named = Path(str(recorded_path(key))) if lost[0].media else Path(key)
         batch.items.append(ItemResult(named, "failed", exit_code=2,
                                       error=_clips_named(lost) + ": " + str(lost[0].problem)))
-    claimed: dict[Path, Path] = {}
-    jobs: list[RangeJob] = []
-    for source, file_uses in by_file.items():
-        jobs += _file_ranges(source, file_uses, clips, request, out_dir, claimed, batch)
-    return jobs
+    return by_file
 
 
 def _reel(clip: Any) -> str:
@@ -287,11 +303,11 @@ def _file_ranges(source: Path, uses: list[ClipUse], clips: list[Any], request: T
         output = range_output(source, span, request.settings, out_dir)
         first = claimed.setdefault(output.resolve(), source)
         if first != source:
-            error = (f"{output} is also the output of {first}; files with the same name need "
+            clash = (f"{output} is also the output of {first}; files with the same name need "
                      "different --out-dir runs")
-            batch.items.append(ItemResult(source, "failed", output, exit_code=2, error=error))
+            batch.items.append(ItemResult(source, "failed", output, exit_code=2, error=clash))
             for use in inside:
-                use.problem = error
+                use.problem = clash
             continue
         jobs.append(RangeJob(source, info, clock, span, output, inside))
     return jobs
