@@ -183,6 +183,10 @@ def test_ranges_equal_the_whole_file_upscale_and_a_rerun_only_rewrites_the_edit(
     assert again.batch.count("done") == 0 and again.batch.count("skipped") == 3
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "up").iterdir()} == stamps
     assert (tmp_path / "new.otio").read_text() and again.relinked == 4
+    request.overwrite = True  # --overwrite: the ranges are made again
+    again = run_timeline(request)
+    assert again.batch.count("done") == 3
+    assert all(p.stat().st_mtime_ns != stamp for p, stamp in stamps.items() if p.suffix == ".mov")
 
 
 def test_cli_exit_codes_and_a_missing_adapter(edit, tmp_path):

@@ -74,6 +74,15 @@ def test_dry_run_lists_the_ranges_and_writes_nothing(media, tmp_path):
     assert kinds == ["video", "generator", "video", "video", "audio", "audio"]
 
 
+@pytest.mark.slow  # imports torch for the FreeScale plan
+def test_dry_run_prints_upscales_plan_for_each_freescale_range(media, tmp_path):
+    code, out = vidscale("timeline", SAMPLE, "-o", tmp_path / "new.xml", "--media", media, "--dry-run",
+                         "--handles", "2", "--engine", "freescale", "--model", "tiny")
+    assert code == 0, out
+    assert out.count("plan    ") == 3 and out.count("estimate  ") == 3  # upscale --dry-run's plan, per range
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["render box"]
+
+
 def test_without_media_every_video_file_is_offline_and_named_once(tmp_path):
     code, out = vidscale("timeline", SAMPLE, "-o", tmp_path / "new.xml", "--dry-run", *LANCZOS)
     assert code == 2
