@@ -83,8 +83,8 @@ def test_clips_without_paths_are_found_by_clip_name(tmp_path):
     code, out = vidscale("timeline", SAMPLES / "premiere_example.edl", "-o", tmp_path / "new.otio",
                          "--media", media, *LANCZOS)
     assert code == 0, out
-    assert (f"found   clip name 'ZZ100_501.take_1.0001.exr' at {media}/ZZ100_501.take_1.0001.exr "
-            "(by its clip name): clip 1 'ZZ100_501.take_1.0001.exr'") in out
+    assert (f"found   {media}/ZZ100_501.take_1.0001.exr by its clip name 'ZZ100_501.take_1.0001.exr': "
+            "clip 1 'ZZ100_501.take_1.0001.exr'") in out
     code, out = vidscale("timeline", SAMPLES / "premiere_example.edl", "-o", tmp_path / "new.otio", *LANCZOS)
     assert code == 2 and "the edit names no media file for it, and no file matches its clip name" in out
 

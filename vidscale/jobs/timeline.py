@@ -39,15 +39,7 @@ from ..progress import Log, Progress
 from ..settings import Settings
 from .batch import BatchSummary, ItemResult, describe_item, failed_item, plan_one
 from .clocks import MediaClock, Span, media_clock, merge_spans, same_count, with_handles
-from .edits import (
-    EDL,
-    adapter_name,
-    check_writer,
-    import_otio,
-    read_edit,
-    reference_url,
-    write_edit,
-)
+from .edits import adapter_name, check_writer, import_otio, read_edit, reference_url, write_edit
 from .engines import check_output, upscale_one
 from .media_paths import Found, MediaFinder, recorded_path
 from .models import ModelKeeper
@@ -74,6 +66,11 @@ class TimelineRequest:
     overwrite: bool = False
     dry_run: bool = False
     should_stop: Callable[[], bool] | None = None  # asked after every step; yes: checkpoint and stop
+
+    @property
+    def rate_assumed(self) -> bool:
+        """An EDL read without ``--rate``: its rate is the adapter's default, not the edit's word."""
+        return self.rate is None and self.edit.suffix.lower() == ".edl"
 
 
 @dataclass
@@ -141,7 +138,6 @@ class TimelineSummary:
         return {**self.batch.to_dict(), "exit_code": self.exit_code,
                 "timeline": str(self.timeline) if self.timeline else None,
                 "relinked": self.relinked, "clips": [use.to_dict() for use in self.clips],
-                "untouched": [use.to_dict() for use in self.clips if use.kind in UNTOUCHED],
                 "kept": [{"clip": use.name, "reason": use.problem} for use in self.kept]}
 
 
@@ -315,8 +311,7 @@ def _file_ranges(source: Path, uses: list[ClipUse], clips: list[Any], request: T
 
 def _clip_span(clock: MediaClock, info: VideoInfo, clip: Any, request: TimelineRequest) -> Span:
     used = used_range(clip)
-    if request.rate is None and adapter_name(request.edit) == EDL \
-            and not same_count(used.start_time.rate, info.frame_rate):
+    if request.rate_assumed and not same_count(used.start_time.rate, info.frame_rate):
         raise InvalidMediaError(
             f"{info.path}: runs at {float(info.frame_rate):g} fps but the EDL was read at "
             f"{used.start_time.rate:g} fps (an EDL does not say its rate); pass --rate with the "
@@ -378,8 +373,9 @@ def _report_clips(uses: list[ClipUse], say: Log) -> None:
         if use.found is not None and use.found.how != "recorded path":
             found.setdefault(use.found, []).append(use)
     for where, lot in found.items():
-        named = lot[0].media or f"{where.how} {where.wanted!r}"
-        say(f"found   {named} at {where.path} (by its {where.how}): {_clips_named(lot)}")
+        named = (f"{lot[0].media} at {where.path} (by its {where.how})" if lot[0].media
+                 else f"{where.path} by its {where.how} {where.wanted!r}")
+        say(f"found   {named}: {_clips_named(lot)}")
     for kind in UNTOUCHED:
         lot = [use for use in uses if use.kind == kind]
         if lot:
