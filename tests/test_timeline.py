@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from conftest import frame_index
 
 from vidscale.cli import main
-from vidscale.errors import InputError
+from vidscale.errors import InputError, Interrupted
 from vidscale.jobs.clocks import MediaClock, merge_spans, with_handles
 from vidscale.jobs.edits import import_otio
 from vidscale.jobs.media_paths import local_path
@@ -210,3 +210,22 @@ def test_without_opentimelineio_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "opentimelineio", None)
     with pytest.raises(InputError, match=r'pip install "vidscale\[timeline\]"'):
         import_otio()
+
+
+def test_a_stop_ends_the_run_with_stopped_and_the_resume_command(edit, tmp_path, monkeypatch):
+    """A range's job stopped by Ctrl-C (the engine raises Interrupted after saving its step) stops
+    the whole run: no later range starts, no edit is written, the line says ``stopped``, exit 130."""
+    path, _, _ = edit
+    started = []
+
+    def stopped_engine(source, output, settings, **options):
+        started.append(output.name)
+        raise Interrupted("stopped at step 3 of 35 in chunk 1 of 1; kept in .vidscale-jobs")
+
+    monkeypatch.setattr("vidscale.jobs.timeline.upscale_one", stopped_engine)
+    result = CliRunner().invoke(main, ["timeline", str(path), "-o", str(tmp_path / "n.otio"),
+                                       "--preset", "preview-lanczos-2x", "--out-dir", str(tmp_path / "up")])
+    assert result.exit_code == 130 and len(started) == 1
+    assert result.output.splitlines()[-1].startswith("stopped at step 3 of 35")
+    assert "run the same command again to resume: " in result.output and "Error" not in result.output
+    assert not (tmp_path / "n.otio").exists()
