@@ -86,7 +86,13 @@ def test_clips_without_paths_are_found_by_clip_name(tmp_path):
     assert (f"found   {media}/ZZ100_501.take_1.0001.exr by its clip name 'ZZ100_501.take_1.0001.exr': "
             "clip 1 'ZZ100_501.take_1.0001.exr'") in out
     code, out = vidscale("timeline", SAMPLES / "premiere_example.edl", "-o", tmp_path / "new.otio", *LANCZOS)
-    assert code == 2 and "the edit names no media file for it, and no file matches its clip name" in out
+    assert code == 2 and ("offline: the edit names no media file for it; pass --media DIR, the folder "
+                          "that holds a file matching its clip name 'ZZ100_501.take_1.0001.exr'") in out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out = vidscale("timeline", SAMPLES / "premiere_example.edl", "-o", tmp_path / "new.otio",
+                         "--media", empty, *LANCZOS)
+    assert code == 2 and f"and no file matching its clip name 'ZZ100_501.take_1.0001.exr' is under {empty}" in out
 
 
 @pytest.fixture

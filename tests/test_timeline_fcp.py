@@ -89,5 +89,5 @@ def test_without_media_every_video_file_is_offline_and_named_once(tmp_path):
     lines = [line for line in out.splitlines() if line.startswith("failed")]
     assert len(lines) == 2  # one per file, naming its clips
     assert lines[0] == (f"failed  D:\\media\\{ANIM}.mov: clip 1 '{ANIM}.mov', clip 3 "
-                        f"'{ANIM}.mov': offline: not on this machine, and no file named '{ANIM}.mov' is "
-                        "(no --media given); pass --media DIR, the folder that holds it")
+                        f"'{ANIM}.mov': offline: not on this machine; pass --media DIR, the folder that "
+                        f"holds a file named '{ANIM}.mov'")

@@ -105,10 +105,13 @@ class MediaFinder:
 
     def missing(self, url: str | None, titles: list[tuple[str, str]]) -> str:
         """Why nothing was found, and the fix."""
-        where = f"under {', '.join(map(str, self.folders))}" if self.folders else "(no --media given)"
         if url:
-            return (f"offline: not on this machine, and no file named "
-                    f"{recorded_path(url).name!r} is {where}; pass --media DIR, the folder that holds it")
-        names = " or ".join(f"{how} {title!r}" for how, title in titles if title) or "nothing to go by"
-        return (f"offline: the edit names no media file for it, and no file matches its {names} "
-                f"{where}; pass --media DIR, the folder that holds it")
+            wanted, what = f"named {recorded_path(url).name!r}", "offline: not on this machine"
+        else:
+            names = " or ".join(f"{how} {title!r}" for how, title in titles if title)
+            wanted = f"matching its {names or 'name'}"
+            what = "offline: the edit names no media file for it"
+        if not self.folders:
+            return f"{what}; pass --media DIR, the folder that holds a file {wanted}"
+        return (f"{what}, and no file {wanted} is under {', '.join(map(str, self.folders))}; "
+                "pass --media DIR, the folder that holds it")
