@@ -50,9 +50,9 @@ def test_a_library_with_two_projects_needs_timeline(library, tmp_path):
 
 def test_the_picked_project_is_relinked_and_reads_back_as_fcpxml(library, tmp_path):
     path, media = library
-    new = tmp_path / "new.fcpxml"
+    new = tmp_path / "edits" / "new.fcpxml"  # a folder made for it, the ranges elsewhere
     code, out = vidscale("timeline", path, "-o", new, "--media", media, "--timeline", "cut B",
-                         "--handles", "1", *LANCZOS)
+                         "--handles", "1", "--out-dir", tmp_path, *LANCZOS)
     assert code == 0, out
     assert sorted(p.name for p in tmp_path.glob("*.mov")) == ["b_5-14_2x.mov"]  # cut A is not touched
     clip, = otio.adapters.read_from_file(str(new)).find_clips()

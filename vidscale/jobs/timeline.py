@@ -164,7 +164,8 @@ def run_timeline(request: TimelineRequest, *, progress: Progress | None = None,
     if request.dry_run:
         _plan_jobs(jobs, request, batch, say)
     else:
-        make_folder(out_dir, exit_code=2)
+        for folder in (out_dir, request.output.parent):
+            make_folder(folder, exit_code=2)
         done = _run_jobs(jobs, request, batch, progress, say)
         write_edit(_relinked(edit, done, request.output), request.output)
     batch.elapsed_seconds = time.perf_counter() - started
@@ -187,7 +188,8 @@ def _start(request: TimelineRequest) -> tuple[Any, Path]:
         if not folder.is_dir():
             raise InputError(f"{folder}: --media needs a folder that holds the edit's media")
     out_dir = request.out_dir or request.output.parent
-    check_writable(out_dir)
+    for folder in {out_dir, request.output.parent}:  # the ranges' and the new edit's
+        check_writable(folder)
     return edit, out_dir
 
 
