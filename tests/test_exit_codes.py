@@ -15,17 +15,20 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
 import pytest
 from click.testing import CliRunner
 
+from timeline_helpers import stand_in
 from vidscale.cli import main
 from vidscale.jobs.interrupts import FIRST
 from watch_helpers import LANCZOS, full_disk_after, start_watch, status, wait_for
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+EDITS = Path(__file__).resolve().parent / "timeline_samples"
 ONCE = ["--once", "--settle", "0", "-q"]
 
 
@@ -232,6 +235,65 @@ def upscale_interrupted(tmp_path, make_clip):
     return process.returncode
 
 
+def fcp_media(tmp_path, make_clip) -> Path:
+    """Stand-ins for ``premiere_windows.xml``'s two video files, in a --media folder."""
+    media = tmp_path / "media"
+    stand_in(make_clip, media, "sc01_sh010_anim.mov", rate=Fraction(30), timecode="00:00:00:00", frames=30)
+    stand_in(make_clip, media, "sc01_master_layerA_sh030_temp.mov", rate=Fraction(30), timecode="00:00:03:09", frames=30)
+    return media
+
+
+def timeline_made(tmp_path, make_clip):
+    return vidscale("timeline", EDITS / "premiere_windows.xml", "-o", tmp_path / "new.xml", "--media",
+                    fcp_media(tmp_path, make_clip), *LANCZOS, expect="untouched 2 audio clips")
+
+
+def timeline_dry_run(tmp_path, make_clip):
+    return vidscale("timeline", EDITS / "premiere_windows.xml", "-o", tmp_path / "new.xml", "--media",
+                    fcp_media(tmp_path, make_clip), "--dry-run", *LANCZOS, expect="nothing written")
+
+
+def timeline_offline(tmp_path, make_clip):
+    return vidscale("timeline", EDITS / "premiere_windows.xml", "-o", tmp_path / "new.xml", *LANCZOS,
+                    expect="pass --media DIR")
+
+
+def timeline_two_matches(tmp_path, make_clip):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "ZZ100_501.take_1.0001.exr").write_bytes(b"")
+    return vidscale("timeline", EDITS / "premiere_example.edl", "-o", tmp_path / "new.edl", "--media",
+                    tmp_path / "a", "--media", tmp_path / "b", *LANCZOS, expect="2 files under --media match")
+
+
+def timeline_edl_needs_rate(tmp_path, make_clip):
+    return vidscale("timeline", EDITS / "25fps.edl", "-o", tmp_path / "new.edl", *LANCZOS, expect="--rate")
+
+
+def timeline_format_cannot_hold(tmp_path, make_clip):
+    return vidscale("timeline", EDITS / "premiere_windows.xml", "-o", tmp_path / "new.edl", "--media",
+                    fcp_media(tmp_path, make_clip), *LANCZOS, expect="write -o NAME.xml")
+
+
+def timeline_several_timelines(tmp_path, make_clip):
+    import opentimelineio as otio
+
+    library = tmp_path / "library.fcpxml"
+    otio.adapters.write_to_file(otio.schema.SerializableCollection(children=[
+        otio.schema.Timeline(name="cut A"), otio.schema.Timeline(name="cut B")]), str(library))
+    return vidscale("timeline", library, "-o", tmp_path / "new.fcpxml", expect="--timeline NAME")
+
+
+def timeline_no_adapter(tmp_path, make_clip):
+    return vidscale("timeline", EDITS / "premiere_windows.xml", "-o", tmp_path / "new.aaf",
+                    expect="pip install otio-aaf-adapter")
+
+
+def timeline_cluster(tmp_path, make_clip):
+    return vidscale("timeline", EDITS / "premiere_windows.xml", "-o", tmp_path / "new.xml", "--cluster",
+                    "local", *LANCZOS, expect="--cluster")
+
+
 CASES: dict[str, Callable[..., int]] = {
     "`upscale`: every output made": every_output_made,
     "`upscale`: the output exists, no `--overwrite` (skipped, the line names `--overwrite`)": output_exists,
@@ -257,6 +319,17 @@ CASES: dict[str, Callable[..., int]] = {
     "`watch`: INBOX does not exist (without `--create`)": watch_inbox_missing,
     "`watch`: the `--out-dir` cannot be written": watch_out_dir_unwritable,
     "`watch --once`: a dropped file is not a video": watch_not_a_video,
+    "`timeline`: every video range made (audio, generators and images pass through untouched)": timeline_made,
+    "`timeline --dry-run`: every check passes": timeline_dry_run,
+    "`timeline`: a video clip's media is offline (not at its path, not under `--media`)": timeline_offline,
+    "`timeline`: two files under `--media` match a clip's media": timeline_two_matches,
+    "`timeline`: an EDL whose timecodes do not fit 24 fps, without `--rate`": timeline_edl_needs_rate,
+    "`timeline`: the output's format cannot hold the edit (`-o x.edl` of several video tracks)":
+        timeline_format_cannot_hold,
+    "`timeline`: the file holds several timelines, and no `--timeline` picks one": timeline_several_timelines,
+    "`timeline`: no OTIO adapter for the edit's or the new edit's format (the line names the package)":
+        timeline_no_adapter,
+    "`timeline --cluster` (ranges run in this process)": timeline_cluster,
     "`upscale` interrupted by Ctrl-C (the step is saved; the message names the resume command)": upscale_interrupted,
 }
 

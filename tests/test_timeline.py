@@ -15,12 +15,14 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 from click.testing import CliRunner
-
 from conftest import frame_index
+
 from vidscale.cli import main
-from vidscale.errors import InputError
-from vidscale.jobs import timeline as tl
-from vidscale.jobs.timeline import MediaClock, TimelineRequest, merge_spans, run_timeline, with_handles
+from vidscale.errors import InputError, Interrupted
+from vidscale.jobs.clocks import MediaClock, merge_spans, with_handles
+from vidscale.jobs.edits import import_otio
+from vidscale.jobs.media_paths import local_path
+from vidscale.jobs.timeline import TimelineRequest, run_timeline
 from vidscale.media import read_frames
 from vidscale.pipeline.lanczos import upscale_lanczos
 from vidscale.settings import load_settings
@@ -65,10 +67,24 @@ def test_timecode_rates_map_to_exact_frames(rate, start, used, frame):
     assert clock.span(span) == (frame, frame + 2)
 
 
-def test_a_clip_counted_at_another_rate_is_refused():
-    clock = MediaClock(Path("a.mov"), Fraction(25), 0)
-    with pytest.raises(InputError, match="24 fps but the file runs at 25"):
-        clock.span(otio.opentime.TimeRange(otio.opentime.RationalTime(0, 24), otio.opentime.RationalTime(4, 24)))
+def _range(start, count, rate):
+    return otio.opentime.TimeRange(otio.opentime.RationalTime(start, rate), otio.opentime.RationalTime(count, rate))
+
+
+def test_a_clip_counted_at_another_rate_is_mapped_through_time():
+    """An FCP 7 clipitem with timebase 15 over a 30 fps file: in 2, 5 frames long, is the file's
+    frames 4 to 14; the origin (the file's timecode) is counted at the file's rate."""
+    assert MediaClock(Path("a.mov"), Fraction(30), 99).span(_range(2 + 99 / 2, 5, 15)) == (4, 14)
+    assert MediaClock(Path("a.mov"), FILM, 0).span(_range(48, 24, 24)) == (48, 72)  # 24 counts 23.976
+    assert MediaClock(Path("a.mov"), Fraction(15), 0).span(_range(8, 6, 30)) == (4, 7)
+
+
+def test_a_clip_rate_that_falls_between_frames_is_refused_saying_so():
+    clock = MediaClock(Path("a.mov"), Fraction(15), 0)
+    with pytest.raises(InputError, match=r"in point \(7\) falls between two of the file's frames \(3.50\)"):
+        clock.span(_range(7, 4, 30))
+    with pytest.raises(InputError, match="relink it to media at 24 fps"):
+        MediaClock(Path("a.mov"), Fraction(25), 0).span(_range(0, 4, 24))
 
 
 def _source(make_clip, rate, timecode):
@@ -137,7 +153,7 @@ def test_the_new_edit_plays_the_same_frames_from_upscaled_ranges(edit, tmp_path)
         if before.name == "missing":
             assert after.media_reference.target_url == before.media_reference.target_url
             continue
-        output = tl.media_path(after.media_reference.target_url, tmp_path)
+        output = local_path(after.media_reference.target_url, tmp_path)
         assert output.parent == tmp_path / "up"
         first = round(after.source_range.start_time.value - after.media_reference.available_range.start_time.value)
         count = round(after.source_range.duration.value)
@@ -167,6 +183,10 @@ def test_ranges_equal_the_whole_file_upscale_and_a_rerun_only_rewrites_the_edit(
     assert again.batch.count("done") == 0 and again.batch.count("skipped") == 3
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "up").iterdir()} == stamps
     assert (tmp_path / "new.otio").read_text() and again.relinked == 4
+    request.overwrite = True  # --overwrite: the ranges are made again
+    again = run_timeline(request)
+    assert again.batch.count("done") == 3
+    assert all(p.stat().st_mtime_ns != stamp for p, stamp in stamps.items() if p.suffix == ".mov")
 
 
 def test_cli_exit_codes_and_a_missing_adapter(edit, tmp_path):
@@ -177,14 +197,35 @@ def test_cli_exit_codes_and_a_missing_adapter(edit, tmp_path):
     assert result.exit_code == 2, result.output  # the one rule: worst item; the missing file is bad input
     report = json.loads(result.stdout)
     assert report["failed"] == 1 and report["relinked"] == 4
-    (tmp_path / "cut.edl").write_text("TITLE: cut\n")
-    result = runner.invoke(main, ["timeline", str(tmp_path / "cut.edl"), "-o", str(tmp_path / "n.otio")])
-    assert result.exit_code == 2 and "pip install otio-cmx3600-adapter" in result.output
-    result = runner.invoke(main, ["timeline", str(path), "-o", str(tmp_path / "n.fcpxml")])
-    assert result.exit_code == 2 and "pip install otio-fcpx-xml-adapter" in result.output
+    (tmp_path / "cut.aaf").write_bytes(b"not read: no adapter")
+    result = runner.invoke(main, ["timeline", str(tmp_path / "cut.aaf"), "-o", str(tmp_path / "n.otio")])
+    assert result.exit_code == 2 and "pip install otio-aaf-adapter" in result.output
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    result = runner.invoke(main, ["timeline", str(path), "-o", str(tmp_path / "n.aaf")])
+    assert result.exit_code == 2 and "pip install otio-aaf-adapter" in result.output
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == stamps  # checked before any work
 
 
 def test_without_opentimelineio_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "opentimelineio", None)
     with pytest.raises(InputError, match=r'pip install "vidscale\[timeline\]"'):
-        tl.import_otio()
+        import_otio()
+
+
+def test_a_stop_ends_the_run_with_stopped_and_the_resume_command(edit, tmp_path, monkeypatch):
+    """A range's job stopped by Ctrl-C (the engine raises Interrupted after saving its step) stops
+    the whole run: no later range starts, no edit is written, the line says ``stopped``, exit 130."""
+    path, _, _ = edit
+    started = []
+
+    def stopped_engine(source, output, settings, **options):
+        started.append(output.name)
+        raise Interrupted("stopped at step 3 of 35 in chunk 1 of 1; kept in .vidscale-jobs")
+
+    monkeypatch.setattr("vidscale.jobs.timeline.upscale_one", stopped_engine)
+    result = CliRunner().invoke(main, ["timeline", str(path), "-o", str(tmp_path / "n.otio"),
+                                       "--preset", "preview-lanczos-2x", "--out-dir", str(tmp_path / "up")])
+    assert result.exit_code == 130 and len(started) == 1
+    assert result.output.splitlines()[-1].startswith("stopped at step 3 of 35")
+    assert "run the same command again to resume: " in result.output and "Error" not in result.output
+    assert not (tmp_path / "n.otio").exists()

@@ -190,6 +190,13 @@ def _upscale_options(func: Any) -> Any:
     return func
 
 
+# The same two switches, with the same meaning, on upscale and timeline.
+OVERWRITE_OPTION = click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
+DRY_RUN_OPTION = click.option(
+    "--dry-run", is_flag=True,
+    help="Check everything the run checks, print the plan and a time estimate, and stop.")
+
+
 def _upscale_settings(options: dict[str, Any], *, quiet: bool, **more: Any) -> Settings:
     """The preset with the options of :func:`_upscale_options` (popped from ``options``) and
     ``more`` (``{"section.key": value}``) on top; names the model options lanczos leaves unused."""
@@ -219,9 +226,8 @@ def main() -> None:
               help="Matte clip or still image: more generated detail where white (freescale).")
 @click.option("--frames", "frame_range", type=FrameRange(),
               help="Only frames START:END (end exclusive), or timecodes TC-TC of the clip's own timecode.")
-@click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
-@click.option("--dry-run", is_flag=True,
-              help="Check everything the run checks, print the plan and a time estimate, and stop.")
+@OVERWRITE_OPTION
+@DRY_RUN_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, detail_mask: Path | None,
@@ -344,25 +350,54 @@ def watch(inbox: Path, out_dir: Path | None, once: bool, create: bool, settle: f
         sys.exit(summary.exit_code)
 
 
+class FrameRate(click.ParamType):
+    """``25``, ``29.97``, ``23.976`` or ``30000/1001`` -> an exact ``Fraction``."""
+
+    name = "FPS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from .jobs.clocks import parse_rate
+
+        try:
+            return parse_rate(str(value))
+        except VidscaleError as error:
+            self.fail(str(error), param, ctx)
+
+
 @main.command()
 @click.argument("edit", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="The new edit (.otio, or any suffix an installed OTIO adapter writes).")
+              help="The new edit: .otio, .edl, .xml (FCP 7) or .fcpxml, written by OTIO's adapter.")
 @click.option("--handles", type=click.IntRange(0), default=12, show_default=True,
               help="Extra frames upscaled before and after each clip (for trims in the edit).")
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the upscaled ranges (default: beside the new edit).")
+@click.option("--media", "media", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder to find media in whose recorded path is not on this machine, by file "
+                   "name (or clip/reel name); repeatable.")
+@click.option("--rate", type=FrameRate(),
+              help="An EDL's frame rate (EDLs do not carry one; default 24): 25, 29.97, 23.976, ...")
+@click.option("--timeline", "timeline_name", metavar="NAME",
+              help="Which timeline of a file that holds several (an FCPXML library or event).")
 @_upscale_options
+@OVERWRITE_OPTION
+@DRY_RUN_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def timeline(edit: Path, output: Path, handles: int, out_dir: Path | None, as_json: bool, quiet: bool,
-             **options: Any) -> None:
+def timeline(edit: Path, output: Path, handles: int, out_dir: Path | None, media: tuple[Path, ...],
+             rate: Any, timeline_name: str | None, overwrite: bool, dry_run: bool, as_json: bool,
+             quiet: bool, **options: Any) -> None:
     """Upscale only the ranges EDIT uses (.otio, .edl, .xml, .fcpxml) and relink a copy to them."""
+    from .jobs.interrupts import interruptible
     from .jobs.timeline import TimelineRequest, run_timeline
 
-    request = TimelineRequest(edit=edit, output=output, settings=_upscale_settings(options, quiet=quiet or as_json),
-                              handles=handles, out_dir=out_dir)
-    summary = run_timeline(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
+    settings = _upscale_settings(options, quiet=quiet or as_json)
+    command = f"{click.get_current_context().find_root().info_name} {shlex.join(sys.argv[1:])}"
+    with interruptible(command, say=lambda line: click.echo(line, err=True)) as should_stop:
+        request = TimelineRequest(edit=edit, output=output, settings=settings, handles=handles,
+                                  out_dir=out_dir, media=list(media), rate=rate, timeline=timeline_name,
+                                  overwrite=overwrite, dry_run=dry_run, should_stop=should_stop)
+        summary = run_timeline(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
     if as_json:
         _print_json(summary.to_dict())
     sys.exit(summary.exit_code)
