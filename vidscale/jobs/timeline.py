@@ -40,7 +40,8 @@ from ..settings import Settings
 from .batch import BatchSummary, ItemResult, describe_item, failed_item, plan_one
 from .clocks import MediaClock, Span, media_clock, merge_spans, same_count, with_handles
 from .edits import adapter_name, check_writer, import_otio, read_edit, reference_url, write_edit
-from .engines import check_output, upscale_one
+from ..media.write import check_output
+from .engines import upscale_one
 from .media_paths import Found, MediaFinder, recorded_path
 from .models import ModelKeeper
 
@@ -412,7 +413,7 @@ def _run_jobs(jobs: list[RangeJob], request: TimelineRequest, batch: BatchSummar
             # are found before the first range runs (exit 2, said once).
             model = models.get(settings)[0] if settings.upscale.engine == "freescale" else None
             try:
-                check_output(job.output, settings)
+                check_output(job.output, settings.output.codec)
                 result = upscale_one(job.source, job.output, settings, frames=job.span,
                                      overwrite=request.overwrite, progress=progress,
                                      should_stop=request.should_stop, model=model).to_dict()
