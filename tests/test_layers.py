@@ -1,6 +1,6 @@
 """Every import points down: a module may import its own layer or lower ones, never a higher one.
 
-The floors, bottom up (shared/DESIGN.md): errors/progress/settings/atomic -> media, model ->
+The floors, bottom up (docs/DESIGN.md): errors/progress/settings/atomic -> media, model ->
 freescale -> work (plan, job store) -> pipeline -> drivers (jobs, pages) -> cli and the package's
 Python API. The test reads each module's import statements (no module is imported), so it also
 catches imports inside functions.

@@ -1,6 +1,6 @@
 """The output codec table: FFmpeg encoder, options, pixel format and container per codec name.
 
-Facts (see the project's media reference): ``prores_ks`` takes its profile as an encoder OPTION
+Facts (docs/DESIGN.md, "Media"): ``prores_ks`` takes its profile as an encoder OPTION
 (its generic ``profile`` field is ignored) and Apple's own files carry ``vendor=apl0``; ProRes
 proxy..HQ are 4:2:2 10-bit and 4444/XQ 4:4:4 10-bit, in MOV. H.264/H.265 are 4:2:0 in MP4 with
 ``movflags=+faststart`` (the index before the data, so players start at once); Apple players

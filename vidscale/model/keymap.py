@@ -6,7 +6,7 @@ skips by reading the penultimate layer, and its CLIP projection head), or ``None
 does not know. Unknown keys raise, so a checkpoint of another model family fails loudly instead of
 loading partially.
 Value changes (1x1 convolutions to linear weights, fused q/k/v splits) are applied by
-:func:`convert_state`. The maps are written from the layouts in ``shared/reference``; the UNet
+:func:`convert_state`. The maps are written from the layouts docs/DESIGN.md describes; the UNet
 map is parameterised by ``layers`` (ResBlocks per level) so reduced test models use it too.
 """
 
