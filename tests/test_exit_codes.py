@@ -294,6 +294,32 @@ def timeline_cluster(tmp_path, make_clip):
                     "local", *LANCZOS, expect="--cluster")
 
 
+def generate_interrupted(tmp_path, make_clip):
+    """A real Ctrl-C (SIGINT) to a tiny generation in its base stage: the step is saved, the resume
+    command named. (A Ctrl-C in a cascade stage: ``tests/test_generate_resume.py``.)"""
+    preset = tmp_path / "tiny.toml"
+    preset.write_text('[model]\npath = "tiny"\ndevice = "cpu"\ndtype = "fp32"\n[sampling]\nsteps = 40\n'
+                      '[generate]\nframes = 2\nbase_width = 64\nbase_height = 64\nwidth = 128\nheight = 128\n'
+                      '[output]\ncodec = "h264"\n')
+    out = tmp_path / "fox.mp4"
+    args = [sys.executable, "-m", "vidscale", "generate", "a fox", "-o", str(out), "--preset", str(preset), "-q"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".vidscale-jobs/*/manifest.json")):  # the job is open: the base stage next
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "the job did not start within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    text = process.communicate(timeout=120)[0]
+    assert FIRST in text and "Aborted" not in text
+    assert f"run the same command again to resume: python -m vidscale generate 'a fox' -o {out}" in text
+    assert "in stage 1 of 2; kept in" in text
+    manifest = json.loads(next(tmp_path.glob(".vidscale-jobs/*/manifest.json")).read_text())
+    assert manifest["running"]["chunk"] == 0 and manifest["running"]["step"] >= 1
+    assert not out.exists() and not list(tmp_path.glob(".fox.*"))
+    return process.returncode
+
+
 CASES: dict[str, Callable[..., int]] = {
     "`upscale`: every output made": every_output_made,
     "`upscale`: the output exists, no `--overwrite` (skipped, the line names `--overwrite`)": output_exists,
@@ -331,6 +357,7 @@ CASES: dict[str, Callable[..., int]] = {
         timeline_no_adapter,
     "`timeline --cluster` (ranges run in this process)": timeline_cluster,
     "`upscale` interrupted by Ctrl-C (the step is saved; the message names the resume command)": upscale_interrupted,
+    "`generate` interrupted by Ctrl-C (the step is saved; the message names the resume command)": generate_interrupted,
 }
 
 

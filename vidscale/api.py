@@ -83,7 +83,12 @@ def generate(prompt: str, output: str | Path | None = None, *, preset: str | Pat
              model: str | Path | None = None, overwrite: bool = False, progress: bool = False, **settings: Any):
     """Generate a clip from ``prompt`` (``vidscale generate PROMPT -o OUTPUT``); returns its
     :class:`~vidscale.pipeline.result.GenerateResult`. ``output`` defaults to a name made from the
-    prompt in the current folder."""
+    prompt in the current folder.
+
+    Resumable as the command is, but without its signal handler (a library call leaves signals
+    to its caller): a ``KeyboardInterrupt`` leaves the job folder beside the output with every
+    finished stage and the running stage's last step checkpoint (``checkpoint_seconds`` old at
+    most), and the same call continues from there and returns the same frames."""
     from .pipeline.generate import generate_clip
 
     chosen = _settings(preset, model, {**settings, "prompt": prompt})

@@ -115,6 +115,16 @@ def _log(quiet: bool) -> Any:
     return log
 
 
+def _say(line: str) -> None:
+    """What a signal handler says (a stop was asked for): at once, on stderr."""
+    click.echo(line, err=True)
+
+
+def _resume_command() -> str:
+    """The command line that was run, as the line to run again to resume a stopped job."""
+    return f"{click.get_current_context().find_root().info_name} {shlex.join(sys.argv[1:])}"
+
+
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
@@ -246,8 +256,7 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
         from .jobs.cluster import run_cluster as run
     from .jobs.interrupts import interruptible
 
-    command = f"{click.get_current_context().find_root().info_name} {shlex.join(sys.argv[1:])}"
-    with interruptible(command, say=lambda line: click.echo(line, err=True)) as should_stop:
+    with interruptible(_resume_command(), say=_say) as should_stop:
         request = BatchRequest(inputs=list(inputs), settings=settings, output=output, out_dir=out_dir,
                                frames=frame_range, overwrite=overwrite, dry_run=dry_run, should_stop=should_stop)
         summary = run(request, progress=_progress(quiet, as_json), log=_log(quiet or as_json))
@@ -278,7 +287,10 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
              model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
              compile_model: bool | None,
              overwrite: bool, dry_run: bool, as_json: bool, quiet: bool) -> None:
-    """Generate a clip from PROMPT: VideoCrafter2 at 320x512, then the FreeScale cascade."""
+    """Generate a clip from PROMPT: VideoCrafter2 at 320x512, then the FreeScale cascade.
+
+    Ctrl-C (or SIGTERM) stops it after the current step, which is saved beside the output in
+    .vidscale-jobs/; running the same command again resumes from there."""
     from .pipeline.generate import default_output, generate_clip, plan_generate
     from .pipeline.result import TEST_MODEL_NOTE
 
@@ -303,8 +315,11 @@ def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
         else:
             click.echo("\n".join(_plan_lines(plan)))
         return
-    result = generate_clip(settings, output=target, overwrite=overwrite,
-                           progress=_progress(quiet, as_json))
+    from .jobs.interrupts import interruptible
+
+    with interruptible(_resume_command(), say=_say, unit="stage") as should_stop:
+        result = generate_clip(settings, output=target, overwrite=overwrite, progress=_progress(quiet, as_json),
+                               should_stop=should_stop)
     if as_json:
         _print_json(result.to_dict())
     else:

@@ -25,9 +25,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
-def interruptible(resume_command: str, say: Log) -> Iterator[threading.Event]:
+def interruptible(resume_command: str, say: Log, *, unit: str = "chunk") -> Iterator[threading.Event]:
     """Yield ``should_stop`` for the job; a stop inside becomes :class:`Interrupted` (exit 130)
-    whose message ends with the command that resumes."""
+    whose message ends with the command that resumes. ``unit``: what the job saves ("chunk" for
+    an upscale, "stage" for a generation)."""
     stop = threading.Event()
     hint = f"run the same command again to resume: {resume_command}"
     with stop_on_signals(stop, say):
@@ -36,7 +37,7 @@ def interruptible(resume_command: str, say: Log) -> Iterator[threading.Event]:
         except Interrupted as error:
             raise Interrupted(f"{error}; {hint}") from None
         except KeyboardInterrupt:
-            raise Interrupted("stopped at once; the job keeps its finished chunks and the running chunk's "
+            raise Interrupted(f"stopped at once; the job keeps its finished {unit}s and the running {unit}'s "
                               f"last step checkpoint; {hint}") from None
 
 

@@ -12,7 +12,6 @@ The price is order: chunks run one after another (a crossfade could run them in 
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -20,18 +19,17 @@ import torch
 
 from ..errors import Interrupted
 from ..freescale import restart_index
-from ..model.solvers import Solver
 from ..model.tiles import blend_tiles
 from ..work.plan import Chunk, Tile, UpscalePlan
 from ..work.store import JobStore
 from ..progress import Progress
 from ..settings import Settings
+from .checkpoints import StepCheckpoints, resume_step
 from .denoise import EpsFn
 from .overlap import Prefetch
 from .refine import Denoiser, refine
 
 _GOLDEN = 0x9E3779B97F4A7C15  # spreads consecutive frame indices over the seed space
-SOLVER = "solver."  # prefix of the solver's state in a step checkpoint
 
 
 def frame_noise(seed: int, frames: Sequence[int], shape: tuple[int, ...], *,
@@ -105,39 +103,6 @@ def step_generator(seed: int, chunk: Chunk, eta: float) -> torch.Generator | Non
     return torch.Generator("cpu").manual_seed(int.from_bytes(key[:8], "little") % 2**63)
 
 
-class StepCheckpoints:
-    """An after-step hook: saves the running chunk every ``every`` seconds, and stops it when asked.
-
-    A checkpoint holds the latent after the step, the anchor trajectory recorded so far and the
-    solver's state (the generator's when eta > 0, a multistep solver's history): with the
-    reference and noise (rebuilt from the source and the seed) that is all a step depends on. Also the latent's memory layout (its strides): the live latent is often
-    channels-last, and kernels reduce in a different order on another layout, which would change
-    the last bits. The last step saves nothing: the finished chunk is saved right after.
-    """
-
-    def __init__(self, store: JobStore, chunk: Chunk, *, chunks: int, steps: int, done: int,
-                 every: float, anchor: Anchor, solver: Solver, should_stop: Callable[[], bool] | None):
-        self.store, self.chunk, self.chunks, self.steps, self.done = store, chunk, chunks, steps, done
-        self.every, self.anchor, self.solver, self.should_stop = every, anchor, solver, should_stop
-        self.saved_at = time.monotonic()
-
-    def __call__(self, step: int, t: int, x: torch.Tensor) -> torch.Tensor:
-        self.done += 1
-        if self.done == self.steps:
-            return x
-        stop = self.should_stop is not None and self.should_stop()
-        if stop or time.monotonic() - self.saved_at >= self.every:
-            tensors = {"latent": x, "stride": torch.tensor(x.stride()), "trajectory": self.anchor.trajectory(),
-                       **{SOLVER + key: value for key, value in self.solver.state().items()}}
-            self.store.save_step(self.chunk.index, self.done, tensors)
-            self.saved_at = time.monotonic()
-        if stop:
-            raise Interrupted(f"stopped at step {self.done} of {self.steps} in chunk {self.chunk.index + 1} "
-                              f"of {self.chunks}; kept in {self.store.root}: {len(self.store.finished)} "
-                              f"finished chunk(s) and chunk {self.chunk.index + 1} up to that step")
-        return x
-
-
 def denoise_chunks(plan: UpscalePlan, store: JobStore, *, inputs: Callable[[Chunk], ChunkInputs],
                    denoiser: Callable[[Chunk], Denoiser], schedule, settings: Settings, progress: Progress,
                    should_stop: Callable[[], bool] | None = None,
@@ -166,11 +131,6 @@ def denoise_chunks(plan: UpscalePlan, store: JobStore, *, inputs: Callable[[Chun
             bar.update(1)
 
 
-def _with_stride(saved: torch.Tensor, stride: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``saved`` (contiguous, as files store it) in the memory layout the live latent had."""
-    return torch.empty_strided(saved.shape, stride.tolist(), dtype=saved.dtype, device=device).copy_(saved)
-
-
 def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, settings, progress,
                    should_stop) -> None:
     keep = plan.chunks[chunk.index + 1].anchored if chunk.index + 1 < len(plan.chunks) else 0
@@ -180,18 +140,13 @@ def _denoise_chunk(plan, store, chunk, data: ChunkInputs, denoiser, schedule, se
                         device=data.reference.device, dtype=data.reference.dtype)
     solver = schedule.solver(settings.sampling.scheduler, eta=settings.sampling.eta,
                              generator=step_generator(settings.sampling.seed, chunk, settings.sampling.eta))
-    saved = store.load_step(chunk.index)
-    done, resume, recorded = 0, None, None
-    if saved is not None:
-        done, tensors = saved
-        resume = (done, _with_stride(tensors["latent"], tensors["stride"], data.reference.device))
-        recorded = tensors["trajectory"]
-        solver.load_state({key[len(SOLVER):]: value for key, value in tensors.items() if key.startswith(SOLVER)})
-    anchor = Anchor(previous, chunk.anchored, keep, recorded)
+    resume, saved = resume_step(store, chunk.index, solver, data.reference.device)
+    done = resume[0] if resume else 0
+    anchor = Anchor(previous, chunk.anchored, keep, saved.get("trajectory"))
     steps = settings.sampling.steps - restart_index(settings.sampling.steps, settings.freescale.restart_fraction)
-    checkpoints = StepCheckpoints(store, chunk, chunks=len(plan.chunks), steps=steps, done=done,
-                                  every=settings.jobs.checkpoint_seconds, anchor=anchor, solver=solver,
-                                  should_stop=should_stop)
+    checkpoints = StepCheckpoints(store, chunk.index, unit="chunk", units=len(plan.chunks), steps=steps, done=done,
+                                  every=settings.jobs.checkpoint_seconds, solver=solver, should_stop=should_stop,
+                                  extra=lambda: {"trajectory": anchor.trajectory()})
     latents = refine(denoiser, schedule, data.reference, noise, settings, anchor=anchor, alpha=data.alpha,
                      solver=solver, progress=progress, after_step=checkpoints, resume=resume)
     store.save_chunk(chunk.index, {"latents": latents[:, :, chunk.anchored:], "pts": data.pts[chunk.anchored:],

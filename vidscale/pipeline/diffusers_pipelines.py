@@ -12,6 +12,12 @@ trust_remote_code=True)`` (the "remote code" is the folder's one-line imports of
 vidscale; see :mod:`vidscale.model.folder`) or, without the flag, with
 ``VideoCrafter2Pipeline.from_pretrained(folder)`` and the other classes here, which trust exactly
 those lines and nothing else.
+
+Interrupting: the pipelines return frames and have no place on disk for a job folder, so they
+run without one and are not resumable. A ``KeyboardInterrupt`` keeps nothing and leaves the
+modules as they were (every FreeScale patch is restored on the way out): the next call starts
+over. A resumable text-to-video is :func:`vidscale.generate` (or ``vidscale generate``), which
+writes a file and keeps its job folder beside it.
 """
 
 from __future__ import annotations
