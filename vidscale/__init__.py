@@ -7,7 +7,7 @@ imported on first use (PEP 562).
 
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["__version__", "generate", "probe", "upscale"]
 _API = ("generate", "probe", "upscale")
 
