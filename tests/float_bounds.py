@@ -43,5 +43,5 @@ def gamma(n: int, dtype: torch.dtype = torch.float32) -> float:
 def assert_float64_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     """Both float64 and within ``FLOAT64_AGREEMENT`` of ``expected``'s largest magnitude."""
     assert actual.dtype == expected.dtype == torch.float64, (actual.dtype, expected.dtype)
-    atol = FLOAT64_AGREEMENT * float(expected.abs().max())
+    atol = FLOAT64_AGREEMENT * float(expected.detach().abs().max())
     torch.testing.assert_close(actual, expected, rtol=0, atol=atol)
