@@ -19,10 +19,11 @@ SHAPE = (1, 4, 3, 8, 8)
 def _float32_alpha_bar_error(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """Per t, how far (relative) diffusers' float32 alpha_bar_t may be from the float64 one.
 
-    diffusers takes sqrt(beta) from a float32 linspace: a few roundings of terms under 0.11 and a
-    step rounded to 3.7 u, together under 0.9 u of 0.11, which is 30 u of its smallest value,
-    0.029; squared, beta is within 64 u. A factor 1 - beta is then within
-    u + 64 u beta / (1 - beta), and the float32 cumprod of t + 1 factors rounds t more times.
+    diffusers takes sqrt(beta) from a float32 linspace, start + i * step (plus a vector lane's
+    j * step): the ends and at most 4 operations round by 0.11 u each (every term is under 0.11)
+    and the step's own 3.7 u scales |i * step| < 0.08, under 0.9 u in all, 30 u of the smallest
+    value, 0.029. Squared, beta is within 64 u; a factor 1 - beta within u + 64 u beta / (1 - beta);
+    and the float32 cumprod of t + 1 factors rounds t more times.
     """
     betas = 1 - alphas_cumprod / torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
     factors = 1 + U32 + 64 * U32 * betas / (1 - betas)
@@ -35,10 +36,10 @@ def _diffusers_dpm_solver_pp_2m_in_float64(schedule: VC2Schedule, timesteps: lis
 
     diffusers builds alpha_bar in float32 and rounds its table sigma = sqrt((1 - ab) / ab) to
     float32; near t = 0, 1 - ab cancels (ab_1 = 0.9983), so its float32 sigma at t = 1 is 1.3e-5
-    off, relative. Over 25 steps with |x| up to 48 such table errors moved the result by up to
-    2.3e-5, and a tolerance of 1e-5 held or failed by luck of the rounding (torch's default,
-    AVX2 and AVX-512 float32 linspace kernels already round differently). Both substitutions are
-    checked: diffusers' alpha_bar is VC2's rounded, and its table is this one rounded once.
+    off, relative. Over 25 steps with |x| up to 48, these tables and its float32 steps put the
+    result up to 2.3e-5 away, so a tolerance of 1e-5 held or failed by luck of the rounding
+    (torch's default, AVX2 and AVX-512 float32 linspace kernels already round differently). Both
+    substitutions are checked: diffusers' alpha_bar is VC2's rounded, its table this one rounded once.
     """
     reference = DPMSolverMultistepScheduler(
         beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, algorithm_type="dpmsolver++",
