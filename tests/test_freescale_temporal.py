@@ -3,6 +3,7 @@
 import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
+from float_bounds import assert_float64_close
 from freescale_tiny import tiny_attention, tiny_unet, unet_inputs
 
 from vidscale.freescale import temporal_attention_names, temporal_windows
@@ -13,8 +14,8 @@ from vidscale.freescale.windows import temporal_plan
 HEADS = 2
 
 
-def randn(*shape, seed=0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+def randn(*shape, seed=0, dtype=torch.float32):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 def processor(window=16, stride=4):
@@ -24,7 +25,7 @@ def processor(window=16, stride=4):
 def naive_windowed(attn, x, starts, window=16):
     """Loop over windows with the plain processor; pyramid-weighted average per frame."""
     pyramid = torch.tensor([min(i + 1, window - i) for i in range(window)], dtype=x.dtype)[None, :, None]
-    total, weight = torch.zeros_like(x), torch.zeros(1, x.shape[1], 1)
+    total, weight = torch.zeros_like(x), torch.zeros(1, x.shape[1], 1, dtype=x.dtype)
     for s in starts:
         total[:, s:s + window] += pyramid * AttnProcessor2_0()(attn, x[:, s:s + window])
         weight[:, s:s + window] += pyramid
@@ -42,19 +43,20 @@ def test_short_clips_are_bit_identical(frames):
 
 @pytest.mark.parametrize("frames, starts", [(40, range(0, 25, 4)), (42, [*range(0, 25, 4), 26])])
 def test_long_clips_match_a_naive_window_loop(frames, starts):
-    attn = tiny_attention(channels=8, heads=HEADS)
-    x = randn(4, frames, 8, seed=1)
+    """In float64: the batched windows and the loop sum the same terms in other orders."""
+    attn = tiny_attention(channels=8, heads=HEADS).double()
+    x = randn(4, frames, 8, seed=1, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(processor()(attn, x), naive_windowed(attn, x, starts), atol=1e-5, rtol=0)
+        assert_float64_close(processor()(attn, x), naive_windowed(attn, x, starts))
 
 
 def test_weights_are_normalised():
-    attn = tiny_attention(channels=8, heads=HEADS)
-    frame = randn(4, 1, 8, seed=2)
+    attn = tiny_attention(channels=8, heads=HEADS).double()
+    frame = randn(4, 1, 8, seed=2, dtype=torch.float64)
     with torch.no_grad():
         same = processor()(attn, frame.expand(4, 40, 8).contiguous())
         one_window = AttnProcessor2_0()(attn, frame.expand(4, 16, 8).contiguous())
-    torch.testing.assert_close(same, one_window[:, :1].expand(4, 40, 8), atol=1e-6, rtol=0)
+    assert_float64_close(same, one_window[:, :1].expand(4, 40, 8))
 
 
 def test_a_frame_depends_only_on_frames_in_its_windows():

@@ -7,6 +7,7 @@ offsets, dropped or duplicated frames and wrong stitching would all show up as a
 
 import pytest
 import torch
+from float_bounds import gamma
 
 from vidscale.work.plan import make_plan
 from vidscale.work.store import JobStore
@@ -121,4 +122,7 @@ def test_tiles_blend_back_to_the_untiled_prediction():
     x = torch.randn(1, 4, 3, 40, 56)
     tiles = plan_tiles((40, 56), (24, 32), overlap=8)
     assert len(tiles) > 2
-    torch.testing.assert_close(tiled(local, tiles, 8)(x, 3), local(x, 3))
+    expected = local(x, 3)
+    # sin within 2 ulps (4 u: libm's, or SLEEF's vectorised one) and * t: 5 u on each side; per pixel
+    # up to 4 tiles: weight products, 4-term sums of values and of weights, the division: 9 more
+    assert ((tiled(local, tiles, 8)(x, 3) - expected).abs() <= gamma(19) * expected.abs()).all()

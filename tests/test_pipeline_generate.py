@@ -89,3 +89,17 @@ def test_selftest_passes_and_says_its_output_is_noise(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "selftest passed" in done.stdout and "RANDOM TEST MODEL" in done.stdout
     assert video_stream(tmp_path / "selftest.mp4")["width"] == 128
+    # its stages and steps as they go, on stderr (not a terminal here: whole lines)
+    starts = [line.split(":")[0] for line in done.stderr.splitlines() if line.endswith((" ...", " 0/4 step",
+                                                                                       " 0/3 step", " 0/18 frame"))]
+    assert starts == ["selftest 1/4", "selftest 2/4", "selftest 3/4", "base", "steps", "decode", "selftest 4/4"]
+
+
+@pytest.mark.slow
+def test_selftest_says_its_first_stage_before_importing_torch():
+    """The imports take seconds (tens on a loaded machine): the first line must not wait for them."""
+    code = ("import sys; from vidscale.pipeline.selftest import run_selftest\n"
+            "def log(line): sys.exit(f'{line} torch imported: {\"torch\" in sys.modules}')\n"
+            "run_selftest(log=log)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip() == "selftest 1/4: importing torch, diffusers and PyAV ... torch imported: False"

@@ -486,5 +486,5 @@ def selftest(keep: Path | None) -> None:
     """Check the installation: run the whole generate path on CPU with a random tiny model."""
     from .pipeline.selftest import run_selftest
 
-    report = run_selftest(keep=keep, log=click.echo)
+    report = run_selftest(keep=keep, log=_log(quiet=False), progress=_progress(quiet=False, as_json=False))
     click.echo(report)
