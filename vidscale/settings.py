@@ -133,6 +133,10 @@ class FreeScaleSettings:
     fusion: Literal["off", "reference", "fast", "npa-only"] = "fast"
     sigma: float = field(default=1.0, metadata=_range(0.01, 10.0))  # Gaussian blur of fusion
     blur: Literal["spatial", "released"] = "spatial"  # over (h, w) as the paper; authors' 3-D (h, w, C)
+    # Rotary positions of a transformer (Wan) above its trained size: "extrapolate" (diffusers'
+    # own; with fusion the local branch then sees only trained offsets), "interpolate" (positions
+    # squeezed into the trained range), "ntk" (NTK-aware theta); UNets have no rotary positions.
+    rope: Literal["extrapolate", "interpolate", "ntk"] = "extrapolate"
     temporal_window: int = field(default=16, metadata=_range(0, 64))  # frames; 0 = off (not 1)
     temporal_stride: int = field(default=4, metadata=_range(1, 64))  # <= temporal_window
     frequency_mixing: bool = False  # ScaleDiff LFM: needs RGB upsampling through the VAE

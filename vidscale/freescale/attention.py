@@ -5,7 +5,10 @@
   to_q/to_k/to_v, per-head norm_q/norm_k, to_out, residual_connection, rescale_output_factor),
   so a processor only decides which tokens attend to which.
 - :func:`windowed_attention`: all windows of all batch items in ONE scaled-dot-product attention,
-  through index gathers described by a :class:`~vidscale.freescale.windows.WindowPlan`.
+  through index gathers described by a :class:`~vidscale.freescale.windows.WindowPlan`. Both it
+  and :func:`full_attention` take the attention kernel as ``attend`` (torch's SDPA by default), so
+  a model whose processor dispatches to a chosen backend (diffusers' ``dispatch_attention_fn``)
+  runs its local windows on that backend too.
 - :class:`PlanCache`: a bounded memo of plans, one per context (no module-level state).
 - :func:`replaced_processors`: swap some processors of a diffusers model and always put the
   previous ones back, even when the body raises.
@@ -22,6 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .windows import WindowPlan
+
+Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""An attention kernel on (batch, heads, length, head_dim) queries, keys and values."""
 
 
 def project_self_attention(attn: Any, hidden_states: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -68,16 +74,18 @@ def _merge_heads(x: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 def full_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int,
+    attend: Attend = F.scaled_dot_product_attention,
 ) -> torch.Tensor:
     """Ordinary attention of every token to every token: (B, N, C) -> (B, N, C)."""
     q, k, v = (_heads(x, 1, heads) for x in (query, key, value))
-    out = F.scaled_dot_product_attention(q, k, v)
+    out = attend(q, k, v)
     return _merge_heads(out, query.shape[0]).to(query.dtype)
 
 
 def windowed_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int, plan: WindowPlan
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int, plan: WindowPlan,
+    attend: Attend = F.scaled_dot_product_attention,
 ) -> torch.Tensor:
     """Local attention inside the windows of ``plan``: (B, N, C) -> (B, N, C).
 
@@ -91,7 +99,7 @@ def windowed_attention(
     q = _heads(query.index_select(1, plan.query_index.flatten()), n_windows, heads)
     k = _heads(key.index_select(1, plan.key_index.flatten()), n_windows, heads)
     v = _heads(value.index_select(1, plan.key_index.flatten()), n_windows, heads)
-    slots = _merge_heads(F.scaled_dot_product_attention(q, k, v), batch).to(query.dtype)
+    slots = _merge_heads(attend(q, k, v), batch).to(query.dtype)
     read = slots.index_select(1, plan.source.flatten())  # (B, N * M, C)
     if plan.weight is None:
         return read
@@ -109,7 +117,7 @@ def check_plain_self_attention(
     if encoder_hidden_states is not None or attention_mask is not None:
         raise ValueError("windowed attention is for self-attention without a mask; this layer got "
                          "encoder_hidden_states or an attention_mask")
-    if hidden_states.ndim != 3 or attn.spatial_norm is not None:
+    if hidden_states.ndim != 3 or getattr(attn, "spatial_norm", None) is not None:
         raise ValueError(f"windowed attention expects (B, N, C) tokens, got {tuple(hidden_states.shape)}")
 
 
@@ -176,6 +184,6 @@ def replaced_processors(
 
 
 __all__ = [
-    "project_self_attention", "finish_attention", "full_attention", "windowed_attention",
+    "Attend", "project_self_attention", "finish_attention", "full_attention", "windowed_attention",
     "check_plain_self_attention", "PlanCache", "processor_names", "replaced_processors",
 ]

@@ -70,10 +70,11 @@ def gaussian_blur(
 
 
 def released_blur(x: torch.Tensor, kernel_size: int, sigma: float = 1.0) -> torch.Tensor:
-    """The authors' released filter on (B, h, w, C): a 3-D Gaussian over (h, w, C) per batch item,
-    zero padding, the same taps on every axis (see the module docstring)."""
+    """The authors' released filter on (..., h, w, C): a 3-D Gaussian over the last three axes
+    (h, w, C) per batch item (and frame), zero padding, the same taps on every axis (see the
+    module docstring)."""
     weights = gaussian_weights(kernel_size, sigma)
-    for dim in (1, 2, 3):
+    for dim in (-3, -2, -1):
         x = _blur_axis_zero(x, weights, dim)
     return x
 

@@ -63,7 +63,8 @@ SPATIAL_SELF_ATTENTION = (
 
 @dataclass(frozen=True)
 class ScaleFusionConfig:
-    """Geometry and filter of scale fusion. Sizes are latent (height, width), e.g. (40, 64)."""
+    """Geometry and filter of scale fusion. Sizes are latent (height, width), e.g. (40, 64), for a
+    UNet; for a transformer, its token grid (latent / patch size, :mod:`.transformer`)."""
 
     base_size: tuple[int, int]  # the size the model was trained at (VC2: 40 x 64)
     target_size: tuple[int, int]  # the size being denoised (VC2 x2: 80 x 128)
@@ -92,19 +93,21 @@ class ScaleFusionConfig:
 
 
 def fuse_scales(
-    local: torch.Tensor, global_: torch.Tensor, grid: tuple[int, int], kernel_size: int, sigma: float,
+    local: torch.Tensor, global_: torch.Tensor, grid: tuple[int, ...], kernel_size: int, sigma: float,
     blur: BlurMode = "spatial",
 ) -> torch.Tensor:
-    """``G(local) + (global - G(global))`` for token outputs (B, h * w, C) on an (h, w) grid.
+    """``G(local) + (global - G(global))`` for token outputs (B, N, C) on a grid of N tokens.
 
-    Computed as ``global + G(local - global)``: with ``local == global`` it returns ``global``
-    exactly. ``blur`` picks G (:mod:`.blur`): over (h, w), or the released 3-D one over (h, w, C).
+    ``grid`` is (h, w), or (frames, h, w) for a video transformer's tokens; G always blurs the
+    last two axes (h, w), never across frames. Computed as ``global + G(local - global)``: with
+    ``local == global`` it returns ``global`` exactly. ``blur`` picks G (:mod:`.blur`): over
+    (h, w), or the released 3-D one over (h, w, C).
     """
     b, n, c = global_.shape
-    diff = (local - global_).view(b, grid[0], grid[1], c)
+    diff = (local - global_).view(b, *grid, c)
     if blur == "released":
         return global_ + released_blur(diff, kernel_size, sigma).view(b, n, c)
-    return global_ + gaussian_blur(diff, kernel_size, sigma, dims=(1, 2)).view(b, n, c)
+    return global_ + gaussian_blur(diff, kernel_size, sigma, dims=(-3, -2)).view(b, n, c)
 
 
 class ScaleFusionProcessor:

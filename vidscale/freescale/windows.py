@@ -84,26 +84,29 @@ def window_starts(size: int, window: int, stride: int) -> list[int]:
     return [min(i * stride, size - window) for i in range(count)]
 
 
-def reference_plan(grid: tuple[int, int], base: tuple[int, int]) -> WindowPlan:
+def reference_plan(grid: tuple[int, int], base: tuple[int, int], frames: int = 1) -> WindowPlan:
     """Overlapping base-size windows, stride half a window, uniform average of overlaps.
 
     This is FreeScale's local branch: each window is exactly the token grid the model saw at the
-    base size. At x2 (80x128 tokens, base 40x64) it is 3 x 3 = 9 windows.
+    base size. At x2 (80x128 tokens, base 40x64) it is 3 x 3 = 9 windows. With ``frames`` > 1
+    the tokens are (frames, h, w) in that order (a video transformer's 3-D token grid) and every
+    window takes its rectangle in all frames: local in space, global in time.
     """
     (h, w), (bh, bw) = grid, base
     wh, ww = min(bh, h), min(bw, w)
     rows = window_starts(h, wh, max(1, wh // 2))
     cols = window_starts(w, ww, max(1, ww // 2))
-    windows = [_rect(r, c, wh, ww, w) for r in rows for c in cols]
-    return _plan(windows, windows, [[1.0] * (wh * ww)] * len(windows), h * w)
+    windows = [_box(r, c, wh, ww, grid, frames) for r in rows for c in cols]
+    return _plan(windows, windows, [[1.0] * (wh * ww * frames)] * len(windows), h * w * frames)
 
 
-def neighborhood_plan(grid: tuple[int, int], base: tuple[int, int]) -> WindowPlan:
+def neighborhood_plan(grid: tuple[int, int], base: tuple[int, int], frames: int = 1) -> WindowPlan:
     """Neighborhood Patch Attention (ScaleDiff): queries are non-overlapping patches of half the
     base window per side; keys/values are the base-size window centred on the patch, clamped
     inside the map. At x2 the attention costs a quarter of global attention and nothing is
     computed twice. Where the map is not a multiple of the patch, the last patch is moved back to
-    the border and the few tokens it shares with its neighbour are averaged.
+    the border and the few tokens it shares with its neighbour are averaged. ``frames``: as in
+    :func:`reference_plan`, patches and windows span all frames.
     """
     (h, w), (bh, bw) = grid, base
     wh, ww = min(bh, h), min(bw, w)
@@ -113,9 +116,9 @@ def neighborhood_plan(grid: tuple[int, int], base: tuple[int, int]) -> WindowPla
         for c in window_starts(w, pw, pw):
             kr = min(max(r - (wh - ph) // 2, 0), h - wh)
             kc = min(max(c - (ww - pw) // 2, 0), w - ww)
-            queries.append(_rect(r, c, ph, pw, w))
-            keys.append(_rect(kr, kc, wh, ww, w))
-    return _plan(queries, keys, [[1.0] * (ph * pw)] * len(queries), h * w)
+            queries.append(_box(r, c, ph, pw, grid, frames))
+            keys.append(_box(kr, kc, wh, ww, grid, frames))
+    return _plan(queries, keys, [[1.0] * (ph * pw * frames)] * len(queries), h * w * frames)
 
 
 def temporal_plan(frames: int, window: int, stride: int) -> WindowPlan:
@@ -132,6 +135,14 @@ def temporal_plan(frames: int, window: int, stride: int) -> WindowPlan:
 def _rect(row: int, col: int, height: int, width: int, grid_width: int) -> list[int]:
     """Flat row-major token indices of a height x width rectangle at (row, col)."""
     return [(row + i) * grid_width + col + j for i in range(height) for j in range(width)]
+
+
+def _box(
+    row: int, col: int, height: int, width: int, grid: tuple[int, int], frames: int
+) -> list[int]:
+    """The rectangle of :func:`_rect` in each of ``frames`` consecutive (h, w) frames."""
+    rect, area = _rect(row, col, height, width, grid[1]), grid[0] * grid[1]
+    return [f * area + i for f in range(frames) for i in rect]
 
 
 def _plan(
