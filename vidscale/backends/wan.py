@@ -18,7 +18,8 @@ What differs from VideoCrafter2, and why the seam hides it:
 - **FreeScale's patches.** The transformer has no convolutions in its blocks, so restrained
   dilation has no counterpart (:meth:`WanBackend.step_patches` installs nothing) and neither do
   VC2's temporal windows (Wan attends over all frames at once). Scale fusion in the 3-D
-  self-attention belongs to :meth:`WanBackend.stage_patches`.
+  self-attention and the rotary positions above the trained size are installed for a whole
+  high stage (:meth:`WanBackend.stage_patches`, :mod:`vidscale.freescale.transformer`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..errors import SettingsError
+from ..freescale import transformer_patches
 from ..model.spec import ModelSpec
 from ..model.tiles import Box
 from ..model.wan import VAE_PIXELS_PER_PASS, Wan
@@ -119,10 +121,10 @@ class WanBackend:
 
     def stage_patches(self, method: FreeScaleSettings, *, base_latent: tuple[int, int],
                       target_latent: tuple[int, int], scale: int) -> AbstractContextManager:
-        """Scale fusion in the transformer's 3-D self-attention and the rotary-position mode (not
-        built yet: the high stage runs the plain transformer, with the cascade's restart and
-        detail control)."""
-        return nullcontext()
+        """Scale fusion in the transformer's 3-D self-attention and the rotary-position mode
+        (:func:`~vidscale.freescale.transformer_patches`)."""
+        return transformer_patches(self.model.transformer, method, base_size=base_latent, target_size=target_latent,
+                                   scale=scale)
 
     def step_patches(self, method: FreeScaleSettings, *, step_index: int, num_steps: int,
                      scale: int) -> AbstractContextManager:

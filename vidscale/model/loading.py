@@ -58,8 +58,11 @@ def resolve_model_path(path: str | Path | None) -> str | Path:
 
 
 def model_family(path: str | Path) -> str:
-    """``"wan"`` or ``"videocrafter2"`` for a resolved model (a name or a path)."""
-    if str(path) in (WAN_TINY, WAN_RANDOM) or is_wan_folder(path):
+    """``"wan"`` or ``"videocrafter2"`` for a model name or path (nothing is loaded); "" is the
+    default, VideoCrafter2's folder."""
+    if not str(path):
+        return "videocrafter2"
+    if str(path) in (WAN, WAN_TINY, WAN_RANDOM) or is_wan_folder(path):
         return "wan"
     return "videocrafter2"
 
