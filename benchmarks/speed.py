@@ -6,17 +6,27 @@ Jobs (full size, ``--model random``: VideoCrafter2's architecture with random we
   FreeScale paper's setting); ``t2v_640_dpm25`` the same with DPM-Solver++(2M) in 25 steps;
 - ``t2v_1280``: 16 frames, x4 cascade to 1280x2048 (preset t2v-1280p);
 - ``upscale_2160``: 48 frames 1920x1080 -> 3840x2160 (synthesised with PyAV; tiles where the
-  plan needs them).
+  plan needs them);
+- ``wan_t2v_480``: Wan 2.1 1.3B (``--wan-model wan-random``: its architecture, random weights),
+  81 frames at 480x832, UniPC 50 steps, guidance 5 (preset wan-t2v-960p at its base size);
+  ``wan_t2v_480_fbc`` / ``wan_t2v_480_mag`` the same with ``sampling.cache`` first-block / mag;
+- ``wan_t2v_960``: 81 frames, x2 cascade to 960x1664 (preset wan-t2v-960p);
+- ``wan_upscale_1440``: 81 frames 1280x720 -> 2560x1440 (preset wan-upscale-2x).
 
 Each job runs through the library's entry points (``generate_clip``, ``upscale_clip``). Stages are
 timed from the outside: the progress bars the pipelines open (base, each cascade stage, decode)
 and wrappers around the model's text encoder and VAE; on CUDA every boundary synchronises.
 FLOPs come from the plan's UNet model (``vidscale.work.plan.unet_tflops``, full width, CFG counted
 as batch 2); TFLOP/s is FLOPs of the UNet steps over the denoising seconds; the bf16 peak is looked
-up by device name. After the jobs, ``unet_compile`` times UNet calls eagerly and with ``--compile``.
+up by device name; Wan's FLOPs come from :func:`vidscale.model.wan.transformer_tflops` (per CFG
+stream). After the jobs, ``unet_compile`` times UNet calls eagerly and with ``--compile``, and
+``wan_cache`` (``--reduced``) runs the Wan base job's sampling with each ``sampling.cache`` against none: wall time
+ratio and the result's deviation from the uncached one. On random weights that deviation says
+how much a cache changes the numbers, not whether the picture survives: that needs real weights.
 
 ``--reduced`` shrinks widths, sizes and frames so the same jobs run on a CPU in minutes; its
-numbers are for ratios only (DPM 25 vs DDIM 50, compile vs eager), not for the GPU targets.
+numbers are for ratios only (DPM 25 vs DDIM 50, compile vs eager, a cache vs none), not for the
+GPU targets; its Wan jobs run the tiny test model (wan-tiny).
 
     PYTHONPATH=. python benchmarks/speed.py --model random --json speed.json   # GPU: bf16 on cuda
     PYTHONPATH=. python benchmarks/speed.py --reduced                          # CPU: ratios in minutes
@@ -43,13 +53,15 @@ from vidscale.model.compile import compile_blocks, uncompile_blocks
 from vidscale.model.configs import TINY_TEXT, TINY_UNET, TINY_VAE
 from vidscale.model.loading import load_videocrafter2
 from vidscale.model.videocrafter2 import random_videocrafter2
-from vidscale.pipeline.generate import cascade_factors, generate_clip
+from vidscale.model.wan import Wan, load_wan, transformer_tflops
+from vidscale.pipeline.generate import cascade_factors, generate_clip, generate_latents
 from vidscale.pipeline.loading import peak_memory_gb, reset_peak_memory
 from vidscale.pipeline.upscale import plan_upscale, upscale_clip
 from vidscale.progress import Progress
 from vidscale.settings import Settings, load_settings
 from vidscale.work.plan import unet_tflops
 
+WAN_BASE_ONLY = {"generate.width": 832, "generate.height": 480}  # no cascade: Wan's own generation
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched on the device name.
 BF16_PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0)]
 
@@ -59,9 +71,19 @@ FULL_JOBS: dict[str, dict[str, Any]] = {
     "t2v_1280": {"kind": "t2v", "preset": "t2v-1280p", "overrides": {}},
     "upscale_2160": {"kind": "upscale", "preset": None, "clip": (1920, 1080, 48),
                      "overrides": {"upscale.scale": 2, "upscale.engine": "freescale"}},
+    "wan_t2v_480": {"kind": "t2v", "family": "wan", "preset": "wan-t2v-960p", "overrides": WAN_BASE_ONLY},
+    "wan_t2v_480_fbc": {"kind": "t2v", "family": "wan", "preset": "wan-t2v-960p",
+                        "overrides": {**WAN_BASE_ONLY, "sampling.cache": "first-block"}},
+    "wan_t2v_480_mag": {"kind": "t2v", "family": "wan", "preset": "wan-t2v-960p",
+                        "overrides": {**WAN_BASE_ONLY, "sampling.cache": "mag"}},
+    "wan_t2v_960": {"kind": "t2v", "family": "wan", "preset": "wan-t2v-960p", "overrides": {}},
+    "wan_upscale_1440": {"kind": "upscale", "family": "wan", "preset": "wan-upscale-2x", "clip": (1280, 720, 81),
+                         "overrides": {}},
 }
 # --reduced: same jobs, tiny widths, 1/5 of the side, 2 frames (ratios, not absolute numbers).
 REDUCED_SIZES = {"generate.frames": 2, "generate.base_width": 96, "generate.base_height": 64}
+WAN_REDUCED_BASE = {"generate.frames": 9, "generate.base_width": 80, "generate.base_height": 48,
+                    "generate.width": 80, "generate.height": 48}
 REDUCED_JOBS: dict[str, dict[str, Any]] = {
     "t2v_640": {"kind": "t2v", "preset": "t2v-640p",
                 "overrides": {**REDUCED_SIZES, "generate.width": 192, "generate.height": 128}},
@@ -72,6 +94,16 @@ REDUCED_JOBS: dict[str, dict[str, Any]] = {
     "upscale_2160": {"kind": "upscale", "preset": None, "clip": (96, 54, 6),
                      "overrides": {"upscale.scale": 2, "upscale.engine": "freescale", "jobs.chunk_frames": 4,
                                    "jobs.overlap_frames": 1}},
+    # Wan on wan-tiny: 9 frames, 1/10 of the side (48x80 base), the real 50 steps
+    "wan_t2v_480": {"kind": "t2v", "family": "wan", "preset": "wan-t2v-960p", "overrides": WAN_REDUCED_BASE},
+    "wan_t2v_480_fbc": {"kind": "t2v", "family": "wan", "preset": "wan-t2v-960p",
+                        "overrides": {**WAN_REDUCED_BASE, "sampling.cache": "first-block"}},
+    "wan_t2v_480_mag": {"kind": "t2v", "family": "wan", "preset": "wan-t2v-960p",
+                        "overrides": {**WAN_REDUCED_BASE, "sampling.cache": "mag"}},
+    "wan_t2v_960": {"kind": "t2v", "family": "wan", "preset": "wan-t2v-960p",
+                    "overrides": {**WAN_REDUCED_BASE, "generate.width": 160, "generate.height": 96}},
+    "wan_upscale_1440": {"kind": "upscale", "family": "wan", "preset": "wan-upscale-2x", "clip": (128, 72, 9),
+                         "overrides": {}},
 }
 REDUCED_CONFIGS = {"unet": TINY_UNET, "vae": TINY_VAE, "text_encoder": TINY_TEXT}  # the test widths
 
@@ -136,13 +168,22 @@ def timed_methods(model: Any, sync: Callable[[], None], names: dict[str, str]) -
             vars(model).pop(method, None)
 
 
-def t2v_unet_work(settings: Settings) -> list[tuple[str, int, float]]:
-    """(stage, UNet steps, TFLOP per step) of a generate job, from the plan's FLOP model."""
+def t2v_unet_work(settings: Settings, model: Any) -> list[tuple[str, int, float]]:
+    """(stage, denoiser steps, TFLOP per step) of a generate job: the plan's UNet FLOP model for
+    VC2, the transformer's matrix products for Wan (global attention counted at every size)."""
     g, sampling, method = settings.generate, settings.sampling, settings.freescale
     batch = 2 if sampling.guidance_scale > 1 else 1
     base = (g.base_height // 8) * (g.base_width // 8)
-    work = [("base", sampling.steps, unet_tflops(g.frames, base, base, batch))]
     high_steps = sampling.steps - restart_index(sampling.steps, method.restart_fraction)
+    if isinstance(model, Wan):
+        config, frames = model.transformer.config, model.grid.latent_frames(g.frames)
+        latent = (g.base_height // 8, g.base_width // 8)
+        work = [("base", sampling.steps, batch * transformer_tflops(config, frames, latent))]
+        for factor in cascade_factors(settings):
+            size = (latent[0] * factor, latent[1] * factor)
+            work.append((f"x{factor}", high_steps, batch * transformer_tflops(config, frames, size)))
+        return work
+    work = [("base", sampling.steps, unet_tflops(g.frames, base, base, batch))]
     for factor in cascade_factors(settings):
         tokens = base * factor * factor
         attended = tokens if method.fusion in ("off", "reference", "fast") else min(tokens, base)
@@ -154,7 +195,7 @@ def run_t2v(model: Any, settings: Settings, folder: Path, sync: Callable[[], Non
     timer = StageTimer(sync)
     with timed_methods(model, sync, {"encode_prompt": "text", "decoded": "vae_decode"}) as inner:
         result = generate_clip(settings, output=folder / "t2v.mp4", overwrite=True, progress=timer, model=model)
-    work = t2v_unet_work(settings)
+    work = t2v_unet_work(settings, model)
     denoise = [(desc, seconds, total) for desc, seconds, total in timer.stages if desc in ("base", "steps")]
     stages: dict[str, float] = {"text": inner["text"]}
     per_step: dict[str, float] = {}
@@ -220,6 +261,33 @@ def unet_compile(model: Any, reduced: bool, sync: Callable[[], None], calls: int
             "first_compiled_call_s": first, "ratio": min(compiled) / min(eager)}
 
 
+def wan_cache(model: Wan, settings: Settings, sync: Callable[[], None]) -> dict[str, Any]:
+    """Each ``sampling.cache`` against none on one Wan sampling run (the job's settings): wall-time
+    ratio (after a warm-up run; MagCache's one-off calibration excluded) and the final latent's
+    deviation from the uncached one (max and mean absolute, and relative to the latent's RMS)."""
+
+    def run(cache: str) -> tuple[float, torch.Tensor]:
+        chosen = settings.replace({"sampling.cache": cache})
+        generate_latents(model, chosen, generator=torch.Generator(model.device).manual_seed(0))  # warm-up
+        sync()
+        started = time.perf_counter()
+        latents = generate_latents(model, chosen, generator=torch.Generator(model.device).manual_seed(0))
+        sync()
+        return time.perf_counter() - started, latents.float()
+
+    seconds, plain = run("none")
+    rms = float(plain.pow(2).mean().sqrt())
+    report: dict[str, Any] = {"none_s": seconds}
+    for cache in ("first-block", "mag"):
+        cached_seconds, latents = run(cache)
+        deviation = (latents - plain).abs()
+        report[cache] = {"seconds": cached_seconds, "wall_ratio": round(cached_seconds / seconds, 3),
+                         "max_abs_deviation": float(deviation.max()), "mean_abs_deviation": float(deviation.mean()),
+                         "mean_abs_deviation_over_rms": round(float(deviation.mean()) / rms, 4)}
+    report["note"] = "random weights: the deviation is numeric only; whether quality holds needs real weights"
+    return report
+
+
 def device_peak(device: torch.device) -> tuple[str, float | None]:
     if device.type != "cuda":
         return platform.processor() or platform.machine(), None
@@ -227,7 +295,9 @@ def device_peak(device: torch.device) -> tuple[str, float | None]:
     return name, next((peak for key, peak in BF16_PEAK_TFLOPS if key in name), None)
 
 
-def build_model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> Any:
+def build_model(args: argparse.Namespace, family: str, device: torch.device, dtype: torch.dtype) -> Any:
+    if family == "wan":
+        return load_wan("wan-tiny" if args.reduced else args.wan_model, device=device, dtype=dtype)
     if args.reduced:
         model = random_videocrafter2(device, dtype, configs=REDUCED_CONFIGS)
         model.base_height, model.base_width = REDUCED_SIZES["generate.base_height"], REDUCED_SIZES["generate.base_width"]
@@ -263,6 +333,7 @@ def table(results: dict[str, Any], peak: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="random", help="'random' (default), or a converted folder")
+    parser.add_argument("--wan-model", default="wan-random", help="'wan-random' (default), or a Wan folder")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
                         help="default: bf16 on CUDA, fp32 on CPU")
@@ -291,15 +362,27 @@ def main() -> None:
         if args.json is not None:
             args.json.write_text(json.dumps(results, indent=2, default=str))
 
-    started = time.perf_counter()
-    model = build_model(args, device, dtype)
-    results["model"] = {"name": model.name, "build_s": time.perf_counter() - started,
-                        "unet_parameters": sum(p.numel() for p in model.unet.parameters())}
-    save()
+    models: dict[str, Any] = {}
+    results["models"] = {}
+
+    def model_for(family: str) -> Any:
+        """Each family's model, built at its first job (one family on the GPU at a time)."""
+        if family not in models:
+            models.clear()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            started = time.perf_counter()
+            models[family] = build_model(args, family, device, dtype)
+            denoiser = models[family].transformer if family == "wan" else models[family].unet
+            results["models"][family] = {"name": models[family].name, "build_s": time.perf_counter() - started,
+                                         "denoiser_parameters": sum(p.numel() for p in denoiser.parameters())}
+        return models[family]
+
     for job in chosen:
         spec = specs[job]
         reset_peak_memory(device)
         try:
+            model = model_for(spec.get("family", "videocrafter2"))
             settings = job_settings(spec, device)
             with tempfile.TemporaryDirectory() as scratch:
                 if spec["kind"] == "t2v":
@@ -324,11 +407,17 @@ def main() -> None:
     if all("elapsed_s" in jobs.get(k, {}) for k in ("t2v_640", "t2v_640_dpm25")):
         results["comparisons"]["dpm25_vs_ddim50_wall_ratio"] = round(
             jobs["t2v_640_dpm25"]["elapsed_s"] / jobs["t2v_640"]["elapsed_s"], 3)
-    if not args.no_compile:
+    if not args.no_compile and any(specs[job].get("family", "videocrafter2") == "videocrafter2" for job in chosen):
         try:
-            results["comparisons"]["unet_compile"] = unet_compile(model, args.reduced, sync)
+            results["comparisons"]["unet_compile"] = unet_compile(model_for("videocrafter2"), args.reduced, sync)
         except Exception as exc:
             results["comparisons"]["unet_compile"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    if args.reduced and "wan_t2v_480" in chosen:
+        try:
+            results["comparisons"]["wan_cache"] = wan_cache(model_for("wan"), job_settings(specs["wan_t2v_480"],
+                                                                                          device), sync)
+        except Exception as exc:
+            results["comparisons"]["wan_cache"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     save()
     print(table(results, peak))
 

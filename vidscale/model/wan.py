@@ -344,3 +344,17 @@ def _fill_random(module: nn.Module, generator: torch.Generator) -> None:
             param.normal_(0.0, param[0].numel() ** -0.5, generator=generator)
         else:
             param.fill_(1.0 if name.endswith("weight") else 0.0)
+
+
+def transformer_tflops(config: Mapping[str, Any], latent_frames: int, latent_size: tuple[int, int],
+                       text_tokens: int = MAX_LENGTH) -> float:
+    """TFLOP of one transformer call (one CFG stream) on a (latent_frames, h, w) latent: matrix
+    products only (what runs on tensor cores), per block self-attention over all N tokens of
+    the clip (projections 8 N d^2, scores and values 4 N^2 d), cross-attention to the text
+    (4 N d^2 + 4 L d^2 + 4 N L d) and the FFN (4 N d f), plus the text embedding."""
+    _, ph, pw = config["patch_size"]
+    tokens = latent_frames * (latent_size[0] // ph) * (latent_size[1] // pw)
+    d, f, text = config["num_attention_heads"] * config["attention_head_dim"], config["ffn_dim"], text_tokens
+    block = 8 * tokens * d * d + 4 * tokens * tokens * d + 4 * tokens * d * d + 4 * text * d * d \
+        + 4 * tokens * text * d + 4 * tokens * d * f
+    return (config["num_layers"] * block + 2 * text * (config["text_dim"] * d + d * d)) / 1e12
