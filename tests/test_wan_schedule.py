@@ -18,7 +18,7 @@ from vidscale.errors import SettingsError
 from vidscale.freescale import detail_weight, restart_index
 from vidscale.model.wan_configs import WAN_SCHEDULER
 from vidscale.model.wan_schedule import FlowSchedule, FlowUniPC
-from vidscale.pipeline.denoise import DenoiseHooks, denoise
+from vidscale.pipeline.denoise import denoise
 from vidscale.pipeline.refine import Denoiser, refine
 from vidscale.settings import Settings
 
