@@ -15,7 +15,7 @@ from vidscale.model.info import describe_model
 from vidscale.model.loading import default_wan_dir, model_family, resolve_model_path
 from vidscale.model.schedule import VC2Schedule
 from vidscale.model.solvers import DDIMSolver
-from vidscale.model.wan import load_wan, random_wan, save_wan, tiny_wan
+from vidscale.model.wan import load_wan, random_wan, resolve_wan_spec, save_wan, tiny_wan
 from vidscale.model.wan_configs import WAN_1_3B_TRANSFORMER
 from vidscale.model.wan_tokenizer import byte_level_tokenizer
 from vidscale.pipeline.loading import load_model
@@ -144,3 +144,13 @@ def test_wan_only_model_settings_are_refused_for_videocrafter2():
 def test_auto_sampler_is_each_familys_own():
     assert isinstance(VC2Schedule().solver("auto"), DDIMSolver)
     assert type(as_backend(tiny_wan()).schedule.solver("auto")).__name__ == "FlowUniPC"
+
+
+def test_the_spec_read_from_configs_is_the_loaded_models(tmp_path):
+    """What --dry-run can plan with (configs only, no weight read) equals the loaded model's spec."""
+    save_wan(tiny_wan(), tmp_path / "w")
+    assert resolve_wan_spec(tmp_path / "w") == as_backend(load_wan(tmp_path / "w")).spec
+    assert resolve_wan_spec("wan-tiny") == as_backend(tiny_wan()).spec
+    assert resolve_wan_spec("wan-random") == random_wan("meta").spec
+    spec = resolve_wan_spec("wan-random")
+    assert (spec.family, spec.base_latent, spec.grid.latent_frames(81), spec.fps) == ("wan", (60, 104), 21, 16)

@@ -47,10 +47,7 @@ class WanBackend:
     def __init__(self, model: Wan):
         self.model = model
         self.schedule: FlowSchedule = model.schedule
-        vae = model.vae.config
-        self.spec = ModelSpec(family="wan", name=model.name, is_test_model=model.is_test_model,
-                              base_size=(model.base_height, model.base_width), grid=model.grid,
-                              vae_width=(vae.decoder_base_dim or vae.base_dim) * vae.dim_mult[1], fps=model.fps)
+        self.spec: ModelSpec = model.spec
 
     @property
     def device(self) -> torch.device:

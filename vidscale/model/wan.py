@@ -34,7 +34,7 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, UMT5Config, UMT5EncoderModel
 
 from ..errors import CheckpointError, ModelNotFoundError, SettingsError
-from .spec import LatentGrid
+from .spec import LatentGrid, ModelSpec
 from .tiles import Box, blend_tiles
 from .wan_configs import (BASE_SIZES, TINY_BASE_SIZE, TINY_TEXT, TINY_TRANSFORMER, TINY_VAE, UMT5_XXL,
                           WAN_1_3B_TRANSFORMER, WAN_2_1_VAE, WAN_FPS, WAN_SCHEDULER)
@@ -50,6 +50,8 @@ VAE_PIXELS_PER_PASS = 2**21  # decoded frames handed on per batch = this // (H *
 TINY_SEED = 20250420
 RANDOM_SEED = 20250421
 PROMPTS_KEPT = 8  # encoded prompts kept per model
+TINY_NAME = "wan-tiny (random test model)"
+RANDOM_NAME = "wan-random (Wan 2.1 1.3B architecture, random weights: for speed tests)"
 GRAPHS_PER_BLOCK = 64  # compiled graphs per block: cascade sizes x chunk lengths, with room
 
 
@@ -83,11 +85,12 @@ class Wan:
 
     @property
     def grid(self) -> LatentGrid:
-        """16 channels, 8x in space, 4x in time for Wan 2.1 (48 and 16x for Wan 2.2 TI2V-5B)."""
-        config = self.vae.config
-        return LatentGrid(channels=config.z_dim, spatial=config.scale_factor_spatial,
-                          temporal=config.scale_factor_temporal, causal=True,
-                          multiple=self.transformer.config.patch_size[1])
+        return self.spec.grid
+
+    @property
+    def spec(self) -> ModelSpec:
+        return wan_spec(self.name, self.is_test_model, (self.base_height, self.base_width),
+                        self.transformer.config, self.vae.config, self.fps)
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
@@ -167,6 +170,37 @@ class Wan:
         mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1)
         inverse_std = 1.0 / torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1)
         return mean.to(self.device, torch.float32), inverse_std.to(self.device, torch.float32)
+
+
+def wan_spec(name: str, is_test_model: bool, base_size: tuple[int, int], transformer: Mapping[str, Any],
+             vae: Mapping[str, Any], fps: int = WAN_FPS) -> ModelSpec:
+    """The spec of a Wan model from its transformer and VAE configs, loaded (:attr:`Wan.spec`) or
+    only resolved (:func:`resolve_wan_spec`): 16 channels, 8x in space and 4x in time with the
+    first frame alone for Wan 2.1 (48 channels, 16x for Wan 2.2 TI2V-5B); even latent sides
+    (patch (1, 2, 2))."""
+    grid = LatentGrid(channels=vae["z_dim"], spatial=vae.get("scale_factor_spatial") or 8,
+                      temporal=vae.get("scale_factor_temporal") or 4, causal=True, multiple=transformer["patch_size"][1])
+    vae_width = (vae.get("decoder_base_dim") or vae.get("base_dim", 96)) * vae.get("dim_mult", [1, 2])[1]
+    return ModelSpec(family="wan", name=name, is_test_model=is_test_model, base_size=tuple(base_size), grid=grid,
+                     vae_width=vae_width, fps=fps)
+
+
+def resolve_wan_spec(path: str | Path) -> ModelSpec:
+    """The spec of ``wan-tiny``, ``wan-random`` or a Wan folder, from configs only (no weight read)."""
+    if str(path) in (WAN_TINY, WAN_RANDOM):
+        tiny = str(path) == WAN_TINY
+        transformer, vae = (TINY_TRANSFORMER, TINY_VAE) if tiny else (WAN_1_3B_TRANSFORMER, WAN_2_1_VAE)
+        return wan_spec(TINY_NAME if tiny else RANDOM_NAME, True, TINY_BASE_SIZE if tiny else BASE_SIZES[1536],
+                        transformer, vae)
+    folder = Path(path)
+    index = json.loads((folder / "model_index.json").read_text())
+    transformer = json.loads((folder / "transformer" / "config.json").read_text())
+    vae = json.loads((folder / "vae" / "config.json").read_text())
+    width = transformer["num_attention_heads"] * transformer["attention_head_dim"]
+    own = index.get("_vidscale", {})
+    base = own.get("base_size") or BASE_SIZES.get(width, BASE_SIZES[1536])
+    return wan_spec(own.get("name") or f"Wan ({folder.name})", bool(own.get("test_model")), tuple(base),
+                    transformer, vae, 24 if width == 3072 else WAN_FPS)
 
 
 def is_wan_folder(path: str | Path) -> bool:
@@ -257,7 +291,7 @@ def tiny_wan(device: torch.device | str = "cpu", dtype: torch.dtype = torch.floa
         text_encoder = UMT5EncoderModel(UMT5Config(**TINY_TEXT))
     model = Wan(_cast(transformer, dtype), vae.eval().requires_grad_(False), _cast(text_encoder, dtype),
                 byte_level_tokenizer(), FlowSchedule(flow_shift or WAN_SCHEDULER["flow_shift"]),
-                name="wan-tiny (random test model)", is_test_model=True,
+                name=TINY_NAME, is_test_model=True,
                 base_height=TINY_BASE_SIZE[0], base_width=TINY_BASE_SIZE[1])
     return _placed(model, torch.device(device))
 
@@ -289,7 +323,7 @@ def random_wan(device: torch.device | str = "cpu", dtype: torch.dtype = torch.fl
         with torch.device(device):  # its non-persistent tables: to_empty left them uninitialised
             transformer.rope = WanRotaryPosEmbed(config.attention_head_dim, config.patch_size, config.rope_max_seq_len)
     full = configs["transformer"] is WAN_1_3B_TRANSFORMER
-    name = f"wan-random ({'Wan 2.1 1.3B' if full else 'reduced Wan'} architecture, random weights: for speed tests)"
+    name = RANDOM_NAME if full else "wan-random (reduced Wan architecture, random weights: for speed tests)"
     base = BASE_SIZES[1536] if full else TINY_BASE_SIZE
     model = Wan(transformer, vae, text_encoder, byte_level_tokenizer(),
                 FlowSchedule(flow_shift or WAN_SCHEDULER["flow_shift"]), name=name, is_test_model=True,
