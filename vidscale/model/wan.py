@@ -20,6 +20,7 @@ for speed and memory runs). The random models' outputs are noise and say so.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ class Wan:
     execution_device: torch.device | None = None  # where inputs go when offloading keeps weights elsewhere
     prompts: OrderedDict = field(default_factory=OrderedDict, repr=False)  # prompt -> features (CPU)
     mag_ratios: dict = field(default_factory=dict, repr=False)  # (steps, shift) -> MagCache's ratios
+    # AutoencoderKLWan keeps its causal caches on the module and every encode or decode starts by
+    # clearing both: a chunk's encode (reader thread) must not run inside another's decode (writer).
+    vae_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -138,7 +142,8 @@ class Wan:
         if (frames - 1) % temporal:
             raise ValueError(f"Wan's causal VAE encodes 1 + {temporal}k frames, got {frames}")
         video = pixels.permute(1, 0, 2, 3)[None].to(self.device, self.vae.dtype)  # (1, 3, F, H, W)
-        latents = self.vae.encode(video).latent_dist.mode().float()
+        with self.vae_lock:
+            latents = self.vae.encode(video).latent_dist.mode().float()
         mean, inverse_std = self._normalisation(latents)
         return (latents - mean) * inverse_std
 
@@ -155,7 +160,8 @@ class Wan:
         z = (latents.to(self.device, torch.float32) / inverse_std + mean).to(self.vae.dtype)
 
         def decode(part: torch.Tensor) -> torch.Tensor:
-            return self.vae.decode(part, return_dict=False)[0]
+            with self.vae_lock:
+                return self.vae.decode(part, return_dict=False)[0]
 
         spatial = self.grid.spatial
         video = blend_tiles(decode, z, tiles, overlap, scale=spatial) if len(tiles) > 1 else decode(z)
