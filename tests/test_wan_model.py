@@ -3,6 +3,7 @@ folders and names, the latent grid's checks, and what loading refuses."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -15,7 +16,8 @@ from vidscale.model.info import describe_model
 from vidscale.model.loading import default_wan_dir, model_family, resolve_model_path
 from vidscale.model.schedule import VC2Schedule
 from vidscale.model.solvers import DDIMSolver
-from vidscale.model.wan import load_wan, random_wan, resolve_wan_spec, save_wan, tiny_wan
+from vidscale.model.wan import (compile_transformer, load_wan, random_wan, resolve_wan_spec, save_wan,
+                                 set_attention_backend, tiny_wan)
 from vidscale.model.wan_configs import WAN_1_3B_TRANSFORMER
 from vidscale.model.wan_tokenizer import byte_level_tokenizer
 from vidscale.pipeline.loading import load_model
@@ -154,3 +156,24 @@ def test_the_spec_read_from_configs_is_the_loaded_models(tmp_path):
     assert resolve_wan_spec("wan-random") == random_wan("meta").spec
     spec = resolve_wan_spec("wan-random")
     assert (spec.family, spec.base_latent, spec.grid.latent_frames(81), spec.fps) == ("wan", (60, 104), 21, 16)
+
+
+def test_compiled_blocks_give_the_eager_velocity():
+    """``--compile``: diffusers' compile_repeated_blocks on each transformer block (traced with
+    dynamo's eager backend here: the graphs and guards, without generating code)."""
+    model = tiny_wan()
+    velocity = as_backend(model).predictor(SamplingSettings(prompt="a kite", guidance_scale=5.0), fps=16)
+    x = as_backend(model).initial_noise(5, (4, 4), torch.Generator().manual_seed(0), FreeScaleSettings())
+    eager = velocity(x, 900.0)
+    compile_transformer(model.transformer, backend="eager")
+    assert all(getattr(block, "_compiled_call_impl", None) is not None for block in model.transformer.blocks)
+    torch.testing.assert_close(velocity(x, 900.0), eager, rtol=0, atol=0)
+
+
+def test_attention_backends_by_name():
+    model = tiny_wan()
+    set_attention_backend(model.transformer, "native")
+    if importlib.util.find_spec("flash_attn"):
+        pytest.skip("flash-attn is installed here: the missing-package error cannot be shown")
+    with pytest.raises(SettingsError, match="model.attention_backend = 'flash' cannot run here"):
+        set_attention_backend(model.transformer, "flash")

@@ -337,15 +337,16 @@ def random_wan(device: torch.device | str = "cpu", dtype: torch.dtype = torch.fl
     return model if device.type == "meta" else _placed(model, device)
 
 
-def compile_transformer(transformer: WanTransformer3DModel) -> None:
+def compile_transformer(transformer: WanTransformer3DModel, *, backend: str = "inductor") -> None:
     """``model.compile``: torch.compile on each transformer block (diffusers' regional compilation,
     ``compile_repeated_blocks``), lazily at the first steps. All 30 blocks share one graph per
     input shape; a cascade stage or a chunk of another length adds one, so dynamo's per-function
-    graph limit is raised as for VC2's blocks (a hit limit silently runs the rest eagerly)."""
+    graph limit is raised as for VC2's blocks (a hit limit silently runs the rest eagerly).
+    ``backend="eager"`` traces without generating code (the tests)."""
     config = torch._dynamo.config
     config.recompile_limit = max(config.recompile_limit, GRAPHS_PER_BLOCK)
     config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 16 * GRAPHS_PER_BLOCK)
-    transformer.compile_repeated_blocks(dynamic=False)
+    transformer.compile_repeated_blocks(backend=backend, dynamic=False)
 
 
 def set_attention_backend(transformer: WanTransformer3DModel, backend: str) -> None:
