@@ -5,14 +5,14 @@ plan can be stored in a job manifest and compared on resume.
 
 Geometry comes from the model's latent grid (:class:`~vidscale.model.spec.LatentGrid`). In space,
 the VAE maps ``grid.spatial`` pixels to a latent cell and the model needs latent sides that are
-multiples of ``grid.multiple`` (VC2: 8 pixels, and its UNet halves the latent three times), so the
-*upscaled* latent must be a multiple of ``grid.multiple``. Frames are therefore padded
-(edge-replicated, on the right and bottom) to a multiple of ``spatial * multiple / scale`` pixels
-(VC2 at 2x: 32), and the padding is cropped from the output: output size is always exactly
-``scale x`` the input size, never a silent crop or stretch. In time, a causal VAE (Wan's) encodes
-a clip's first frame alone and every following ``grid.temporal`` frames into one latent frame, so
-a chunk has ``1 + k * temporal`` frames; the clip's tail is padded by repeating its last frame
-(``Chunk.pad``) and the padding is dropped again after decoding.
+multiples of ``grid.multiple`` (VC2: 8, its UNet halves the latent three times; Wan: 2, its patch),
+so the *upscaled* latent must be a multiple of ``grid.multiple``. Frames are therefore padded
+(edge-replicated, on the right and bottom) to a multiple of ``spatial * multiple / gcd(scale,
+multiple)`` pixels (VC2 at 2x: 32; Wan 2.1 at 2x: 8), and the padding is cropped from the output:
+output size is always exactly ``scale x`` the input size, never a silent crop or stretch. In time,
+a causal VAE (Wan's) encodes a clip's first frame alone and every following ``grid.temporal``
+frames into one latent frame, so a chunk has ``1 + k * temporal`` frames; the clip's tail is padded
+by repeating its last frame (``Chunk.pad``) and the padding is dropped again after decoding.
 
 Chunks: a chunk is a run of consecutive frames denoised together (temporal attention is windowed,
 so a chunk may be much longer than 16 frames). Consecutive chunks share ``overlap`` frames; the
