@@ -144,7 +144,7 @@ class Wan:
         video = pixels.permute(1, 0, 2, 3)[None].to(self.device, self.vae.dtype)  # (1, 3, F, H, W)
         with self.vae_lock:
             latents = self.vae.encode(video).latent_dist.mode().float()
-        mean, inverse_std = self._normalisation(latents)
+        mean, inverse_std = self._normalisation()
         return (latents - mean) * inverse_std
 
     @torch.no_grad()
@@ -156,7 +156,7 @@ class Wan:
         with more than one of ``tiles``, each latent window is decoded alone and the windows are
         blended with linear ramps in pixel space (memory follows the tile).
         """
-        mean, inverse_std = self._normalisation(latents)
+        mean, inverse_std = self._normalisation()
         z = (latents.to(self.device, torch.float32) / inverse_std + mean).to(self.vae.dtype)
 
         def decode(part: torch.Tensor) -> torch.Tensor:
@@ -170,8 +170,8 @@ class Wan:
         for i in range(0, frames.shape[0], step):
             yield frames[i:i + step]
 
-    def _normalisation(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, 1 / std) as (1, C, 1, 1, 1) float32 on ``like``'s device (diffusers multiplies by 1/std)."""
+    def _normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, 1 / std) as (1, C, 1, 1, 1) float32 on the model's device (diffusers multiplies by 1/std)."""
         config = self.vae.config
         mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1)
         inverse_std = 1.0 / torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1)
@@ -186,7 +186,7 @@ def wan_spec(name: str, is_test_model: bool, base_size: tuple[int, int], transfo
     (patch (1, 2, 2))."""
     grid = LatentGrid(channels=vae["z_dim"], spatial=vae.get("scale_factor_spatial") or 8,
                       temporal=vae.get("scale_factor_temporal") or 4, causal=True, multiple=transformer["patch_size"][1])
-    vae_width = (vae.get("decoder_base_dim") or vae.get("base_dim", 96)) * vae.get("dim_mult", [1, 2])[1]
+    vae_width = (vae.get("decoder_base_dim") or vae["base_dim"]) * vae["dim_mult"][1]
     return ModelSpec(family="wan", name=name, is_test_model=is_test_model, base_size=tuple(base_size), grid=grid,
                      vae_width=vae_width, fps=fps)
 
@@ -202,11 +202,10 @@ def resolve_wan_spec(path: str | Path) -> ModelSpec:
     index = json.loads((folder / "model_index.json").read_text())
     transformer = json.loads((folder / "transformer" / "config.json").read_text())
     vae = json.loads((folder / "vae" / "config.json").read_text())
-    width = transformer["num_attention_heads"] * transformer["attention_head_dim"]
     own = index.get("_vidscale", {})
-    base = own.get("base_size") or BASE_SIZES.get(width, BASE_SIZES[1536])
-    return wan_spec(own.get("name") or f"Wan ({folder.name})", bool(own.get("test_model")), tuple(base),
-                    transformer, vae, 24 if width == 3072 else WAN_FPS)
+    fps = 24 if transformer["num_attention_heads"] * transformer["attention_head_dim"] == 3072 else WAN_FPS  # TI2V-5B
+    return wan_spec(own.get("name") or f"Wan ({folder.name})", bool(own.get("test_model")),
+                    wan_base_size(transformer, index), transformer, vae, fps)
 
 
 def is_wan_folder(path: str | Path) -> bool:
@@ -248,23 +247,20 @@ def load_wan(path: str | Path, *, device: torch.device | str = "cpu", dtype: tor
         raise CheckpointError(f"{folder}: cannot load the Wan components ({first}); download it again from "
                               f"{WAN_DOWNLOAD}") from None
     scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
-    own = index.get("_vidscale", {})
-    base = wan_base_size(transformer, index)
-    width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+    spec = resolve_wan_spec(folder)
     return _placed(Wan(transformer, vae, text_encoder, tokenizer,
                        FlowSchedule(flow_shift or scheduler.get("flow_shift", WAN_SCHEDULER["flow_shift"])),
-                       name=own.get("name") or f"Wan ({folder.name})", is_test_model=bool(own.get("test_model")),
-                       base_height=base[0], base_width=base[1], fps=24 if width == 3072 else WAN_FPS), device)
+                       name=spec.name, is_test_model=spec.is_test_model, base_height=spec.base_size[0],
+                       base_width=spec.base_size[1], fps=spec.fps), device)
 
 
-def wan_base_size(transformer: WanTransformer3DModel, index: Mapping[str, Any] | None = None) -> tuple[int, int]:
+def wan_base_size(transformer: Mapping[str, Any], index: Mapping[str, Any] | None = None) -> tuple[int, int]:
     """(height, width) the model was trained at: what a vidscale-saved folder records, else by the
-    transformer's width (480x832 for the 1.3B model, 720x1280 for 14B, 704x1280 for TI2V-5B)."""
+    transformer config's width (480x832 for the 1.3B model, 720x1280 for 14B, 704x1280 for TI2V-5B)."""
     recorded = (index or {}).get("_vidscale", {}).get("base_size")
     if recorded:
         return int(recorded[0]), int(recorded[1])
-    width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
-    return BASE_SIZES.get(width, BASE_SIZES[1536])
+    return BASE_SIZES.get(transformer["num_attention_heads"] * transformer["attention_head_dim"], BASE_SIZES[1536])
 
 
 def save_wan(model: Wan, dest: str | Path) -> None:

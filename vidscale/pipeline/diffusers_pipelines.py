@@ -232,7 +232,7 @@ class WanFreeScalePipeline(_Face, DiffusionPipeline):
         super().__init__()
         self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
                               transformer=transformer)
-        self.base_size = wan_base_size(transformer)
+        self.base_size = wan_base_size(transformer.config)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
@@ -240,7 +240,7 @@ class WanFreeScalePipeline(_Face, DiffusionPipeline):
         pipeline = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         index = Path(pretrained_model_name_or_path) / "model_index.json"
         if index.is_file():
-            pipeline.base_size = wan_base_size(pipeline.transformer, json.loads(index.read_text()))
+            pipeline.base_size = wan_base_size(pipeline.transformer.config, json.loads(index.read_text()))
         return pipeline
 
     def wan(self) -> Wan:
