@@ -8,6 +8,7 @@ become exit codes in one place, :class:`VidscaleGroup`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import sys
@@ -25,6 +26,9 @@ from .settings import Codec, Settings, as_toml, load_settings, preset_names
 # What upscale and watch run without --preset: the shipped editing-master preset, so that the
 # no-preset default and the documented default are one thing (guidance 1.0: no CFG pass).
 DEFAULT_UPSCALE_PRESET = "prores-hq-2x"
+# What generate runs without --preset: the model family's own text-to-video preset (its base size,
+# frame count, guidance and sampler), picked from --model (or $VIDSCALE_MODEL).
+GENERATE_PRESETS = {"videocrafter2": "t2v-640p", "wan": "wan-t2v-960p"}
 CODECS = list(typing.get_args(Codec))  # the settings' type is the one list of codec names
 
 
@@ -150,15 +154,16 @@ def _plan_lines(plan: dict[str, Any]) -> list[str]:
 
 def _model_options(func: Any) -> Any:
     for option in reversed([
-        click.option("--model", "model_path", metavar="PATH|tiny|random",
-                     help="Converted model folder or model.ckpt ('tiny': random test model; "
-                          "'random': full-size random model for speed tests)."),
+        click.option("--model", "model_path", metavar="PATH|wan|tiny|random|wan-tiny|wan-random",
+                     help="VideoCrafter2 folder or model.ckpt, or a diffusers Wan 2.1 folder ('wan': the "
+                          "default Wan folder; 'tiny', 'wan-tiny': random test models; 'random', "
+                          "'wan-random': full-size random models for speed tests)."),
         click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), help="Where the model runs."),
         click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
                      help="Model precision (auto: bf16 on CUDA, fp32 on CPU)."),
         click.option("--seed", type=click.IntRange(0), help="Seed of every random draw."),
         click.option("--compile", "compile_model", is_flag=True, default=None,
-                     help="torch.compile the UNet blocks (faster steps after a slow first one)."),
+                     help="torch.compile the UNet or transformer blocks (faster steps after a slow first one)."),
     ]):
         func = option(func)
     return func
@@ -269,7 +274,8 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
 @click.argument("prompt")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Output file (default: a name made from the prompt, in the current folder).")
-@click.option("--preset", default="t2v-640p", show_default=True, help="Preset name or .toml path.")
+@click.option("--preset", help="Preset name or .toml path (default: the model family's own, t2v-640p for "
+                                "VideoCrafter2, wan-t2v-960p for Wan).")
 @click.option("--frames", type=click.IntRange(1), help="Number of frames (more than 16 is fine).")
 @click.option("--size", type=Size(), help="Final size WIDTHxHEIGHT (a x2/x4 cascade of the base).")
 @click.option("--codec", type=click.Choice(CODECS), help="Output codec.")
@@ -282,19 +288,23 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
               help="Check everything the run checks, print the plan and a time estimate, and stop.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def generate(prompt: str, output: Path | None, preset: str, frames: int | None,
+def generate(prompt: str, output: Path | None, preset: str | None, frames: int | None,
              size: tuple[int, int] | None, codec: str | None, fps: int | None, steps: int | None,
              model_path: str | None, device: str | None, dtype: str | None, seed: int | None,
              compile_model: bool | None,
              overwrite: bool, dry_run: bool, as_json: bool, quiet: bool) -> None:
-    """Generate a clip from PROMPT: VideoCrafter2 at 320x512, then the FreeScale cascade.
+    """Generate a clip from PROMPT: the model at its base size (VideoCrafter2 320x512, Wan 480x832),
+    then the FreeScale cascade.
 
     Ctrl-C (or SIGTERM) stops it after the current step, which is saved beside the output in
     .vidscale-jobs/; running the same command again resumes from there."""
+    from .model.loading import ENV as MODEL_ENV
+    from .model.loading import model_family
     from .pipeline.generate import default_output, generate_clip, plan_generate
     from .pipeline.result import TEST_MODEL_NOTE
 
-    settings = _settings(preset, {
+    family = model_family(model_path or os.environ.get(MODEL_ENV, ""))
+    settings = _settings(preset or GENERATE_PRESETS[family], {
         "generate.frames": frames, "generate.width": size[0] if size else None,
         "generate.height": size[1] if size else None, "output.codec": codec,
         "model.path": model_path, "model.device": device, "model.dtype": dtype,

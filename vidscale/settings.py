@@ -65,16 +65,37 @@ class UpscaleSettings:
 class ModelSettings:
     """Which weights run, where, and at what precision."""
 
-    path: str = ""  # "" = $VIDSCALE_MODEL, then the cache folder; "tiny" = random test model
+    # "" = $VIDSCALE_MODEL, then the cache folder; a VideoCrafter2 folder or model.ckpt, or a diffusers
+    # Wan folder (model_index.json naming WanPipeline); "wan" = the default Wan folder; "tiny" /
+    # "wan-tiny" = random test models; "random" / "wan-random" = the full-size architectures with
+    # random weights (speed and memory tests only)
+    path: str = ""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
-    # path "random" = VC2's full-size architecture with random weights (speed and memory tests only)
-    compile: bool = False  # torch.compile each repeated UNet block; falls back to eager on failure
+    # torch.compile each repeated block (VC2: UNet blocks, falls back to eager on failure; Wan: the
+    # transformer blocks, through diffusers' compile_repeated_blocks)
+    compile: bool = False
+    # Wan only. The flow-matching shift of the sampling schedule (more steps at high noise). Part of
+    # the model's scheduler config, so 0 = the folder's own (3.0 in Wan 2.1's 480p folders; Wan's
+    # authors use 5.0 at 720p). A model setting, not a sampling one, because the schedule is built
+    # with the loaded model and every chunk, stage and resumed run must share it.
+    flow_shift: float = field(default=0.0, metadata=_range(0.0, 100.0))
+    # Wan only: diffusers' attention backend for the transformer (set_attention_backend); "" =
+    # diffusers' default (torch SDPA). "flash", "sage", ... need their packages installed.
+    attention_backend: Literal["", "native", "flash", "_native_cudnn", "_native_efficient", "_native_flash",
+                               "flex", "sage", "xformers"] = ""
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """The DDIM sampler shared by generation and upscaling."""
+    """The sampler shared by generation and upscaling.
+
+    Family defaults: a key whose best value differs between VideoCrafter2 and Wan is either a
+    sentinel the loaded model resolves (``scheduler = "auto"``, ``fps = 0``, ``model.flow_shift =
+    0``) or carried by the family's presets (``wan-t2v-960p``, ``wan-upscale-2x``: Wan's guidance
+    5.0, its negative prompt, 16 fps, 81 frames at 480x832). Values a user or preset sets always
+    win. ``generate`` without ``--preset`` starts from the family's own preset.
+    """
 
     steps: int = field(default=50, metadata=_range(1, 1000))
     guidance_scale: float = field(default=12.0, metadata=_range(0.0, 50.0))  # <= 1: no CFG pass
@@ -83,8 +104,16 @@ class SamplingSettings:
     prompt: str = ""
     negative_prompt: str = ""
     seed: int = field(default=123, metadata=_range(0, 2**63 - 1))
-    # ddim: VC2's own sampler (50 steps); dpm++2m: DPM-Solver++(2M), as good in ~25 steps, eta 0 only
-    scheduler: Literal["ddim", "dpm++2m"] = "ddim"
+    # auto: the model family's own sampler (VC2: ddim; Wan: unipc, as WanPipeline), so one preset runs
+    # on either family with that family's sampler. ddim: VC2's DDIM, or on Wan's flow matching
+    # deterministic DDIM (Euler's method); dpm++2m: DPM-Solver++(2M) over VC2's schedule, as good in
+    # ~25 steps, eta 0 only; unipc: Wan's UniPC with its corrector (Wan only)
+    scheduler: Literal["auto", "ddim", "dpm++2m", "unipc"] = "auto"
+    # Wan only: diffusers' transformer cache (enable_cache). none: every block at every step;
+    # first-block: FirstBlockCacheConfig (skip the other blocks while the first block's output barely
+    # changes); mag: MagCacheConfig with magnitude ratios vidscale calibrates on the loaded weights.
+    # Both reuse earlier steps' residuals: faster, not identical to "none".
+    cache: Literal["none", "first-block", "mag"] = "none"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Model families behind one seam (:mod:`.base`): VideoCrafter2 today, Wan next.
+"""Model families behind one seam (:mod:`.base`): VideoCrafter2 and Wan 2.x.
 
 :func:`as_backend` is the one way from a loaded model (what :func:`vidscale.pipeline.loading.load_model`
 returns, or a test's tiny model) to the interface the pipelines run on.
@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import VideoCrafter2
+from ..model.wan import Wan
 from .base import Backend, EpsFn, NoiseSchedule
 from .videocrafter2 import VC2Backend
+from .wan import WanBackend
 
 # The backend class of each loaded model class.
-BACKENDS: dict[type, type] = {VideoCrafter2: VC2Backend}
+BACKENDS: dict[type, type] = {VideoCrafter2: VC2Backend, Wan: WanBackend}
 
 
 def as_backend(model: Any) -> Backend:
@@ -26,4 +28,4 @@ def as_backend(model: Any) -> Backend:
     raise TypeError(f"no backend runs a {type(model).__name__}; known: {', '.join(k.__name__ for k in BACKENDS)}")
 
 
-__all__ = ["Backend", "EpsFn", "NoiseSchedule", "VC2Backend", "as_backend"]
+__all__ = ["Backend", "EpsFn", "NoiseSchedule", "VC2Backend", "WanBackend", "as_backend"]

@@ -16,9 +16,12 @@ from .spec import TINY_COST, VC2_COST, ModelSpec
 from .tokenizer import ClipTokenizer, find_vocab
 from .videocrafter2 import (RANDOM_NAME, TINY_NAME, VideoCrafter2, assemble, random_videocrafter2,
                             tiny_videocrafter2, vc2_spec)
+from .wan import WAN_DOWNLOAD, WAN_RANDOM, WAN_REPO, WAN_TINY, is_wan_folder
 
 TINY = "tiny"
 RANDOM = "random"  # the full-size architecture with random weights, for speed and memory tests
+WAN = "wan"  # the default Wan folder (default_wan_dir)
+NAMED = (TINY, RANDOM, WAN_TINY, WAN_RANDOM)  # random test models, chosen by name
 ENV = "VIDSCALE_MODEL"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -28,12 +31,23 @@ def default_model_dir() -> Path:
     return Path(cache) / "vidscale" / "videocrafter2"
 
 
+def default_wan_dir() -> Path:
+    return default_model_dir().parent / WAN_REPO.split("/")[1]
+
+
 def resolve_model_path(path: str | Path | None) -> str | Path:
-    """``--model`` if given, then ``$VIDSCALE_MODEL``, then the default cache folder; ``"tiny"`` and
-    ``"random"`` as they are."""
+    """``--model`` if given, then ``$VIDSCALE_MODEL``, then the default cache folder; the random
+    test models' names as they are; ``"wan"``: the default Wan folder."""
     chosen = str(path or "") or os.environ.get(ENV, "")
-    if chosen in (TINY, RANDOM):
+    if chosen in NAMED:
         return chosen
+    if chosen == WAN:
+        if not is_wan_folder(default_wan_dir()):
+            raise ModelNotFoundError(
+                f"no Wan weights at {default_wan_dir()} (--model wan). Download {WAN_REPO} from Hugging Face "
+                f"({WAN_DOWNLOAD}, 28 GB) into that folder: `hf download {WAN_REPO} --local-dir "
+                f"{default_wan_dir()}`, or pass --model FOLDER. `--model wan-tiny` runs a random test model.")
+        return default_wan_dir()
     candidate = Path(chosen).expanduser() if chosen else default_model_dir()
     if not candidate.exists():
         where = f"--model {chosen}" if path else (f"${ENV}={chosen}" if chosen else "the default folder")
@@ -41,8 +55,19 @@ def resolve_model_path(path: str | Path | None) -> str | Path:
             f"no VideoCrafter2 weights at {candidate} ({where}). Download model.ckpt from {DOWNLOAD}, then "
             f"convert it once: `{CONVERT} {default_model_dir()}` (--trust-pickle: that file holds "
             f"Lightning objects the safe loader refuses; use it on that download only). Or pass --model / "
-            f"set ${ENV} to a converted folder or to model.ckpt. `--model tiny` runs a random test model.")
+            f"set ${ENV} to a converted folder or to model.ckpt. `--model tiny` runs a random test model. "
+            f"For Wan, download {WAN_REPO} ({WAN_DOWNLOAD}) and pass its folder, or use --model wan.")
     return candidate
+
+
+def model_family(path: str | Path) -> str:
+    """``"wan"`` or ``"videocrafter2"`` for a model name or path (nothing is loaded); "" is the
+    default, VideoCrafter2's folder."""
+    if not str(path):
+        return "videocrafter2"
+    if str(path) in (WAN, WAN_TINY, WAN_RANDOM) or is_wan_folder(path):
+        return "wan"
+    return "videocrafter2"
 
 
 def resolve_device(device: str) -> torch.device:

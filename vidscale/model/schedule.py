@@ -73,6 +73,6 @@ class VC2Schedule(SchedulerMixin, ConfigMixin):
         return (x_t - ab.sqrt() * s * z0) / (1 - ab).sqrt()
 
     def solver(self, name: str, *, eta: float = 0.0, generator: torch.Generator | None = None) -> Solver:
-        """A fresh sampler for one run: ``"ddim"`` (VC2's own) or ``"dpm++2m"``
+        """A fresh sampler for one run: ``"ddim"`` (VC2's own, also ``"auto"``) or ``"dpm++2m"``
         (:mod:`vidscale.model.solvers`)."""
-        return make_solver(name, self, eta=eta, generator=generator)
+        return make_solver("ddim" if name == "auto" else name, self, eta=eta, generator=generator)

@@ -36,6 +36,27 @@ class LatentGrid:
             return 1 + (latent_frames - 1) * self.temporal
         return latent_frames * self.temporal
 
+    @property
+    def lone(self) -> int:
+        """Frames at a clip's start that the VAE encodes alone: 1 when causal, else 0."""
+        return int(self.causal)
+
+    def fit(self, frames: int) -> int:
+        """The fewest frames on the grid that hold ``frames`` (>= 1): a clip's tail is padded to it."""
+        groups = -(-(frames - self.lone) // self.temporal)
+        return self.lone + groups * self.temporal
+
+    def latent_index(self, frame: int) -> int:
+        """The clip's latent frame that holds ``frame``. A chunk starting at ``frame`` (a multiple of
+        ``temporal``) has its latent j at the clip's latent ``latent_index(frame) + j``; on a causal
+        grid its latent 0 (the frame alone) sits where the clip's latent holding the frame ends."""
+        return -(-frame // self.temporal) if self.causal else frame // self.temporal
+
+    def anchored_latents(self, shared_frames: int) -> int:
+        """Latent frames a chunk takes from the previous one when they share its first
+        ``shared_frames`` frames; on a causal grid the lone first latent stays the chunk's own."""
+        return max(0, shared_frames - self.lone) // self.temporal
+
 
 VC2_GRID = LatentGrid()
 

@@ -22,6 +22,7 @@ writes a file and keeps its job folder beside it.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,17 +31,22 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, DiffusionPipeline
+from diffusers import (AutoencoderKL, AutoencoderKLWan, DiffusionPipeline, UniPCMultistepScheduler,
+                       WanTransformer3DModel)
 from diffusers.utils import BaseOutput
-from transformers import CLIPTextModel
+from transformers import CLIPTextModel, PreTrainedTokenizerBase, UMT5EncoderModel
 
+from ..backends import as_backend
 from ..model import VideoCrafter2
 from ..model.folder import is_vidscale_code
 from ..model.schedule import VC2Schedule
 from ..model.tokenizer import ClipTokenizer
 from ..model.unet import VC2UNet
+from ..model.wan import Wan, wan_base_size
+from ..model.wan_schedule import FlowSchedule
 from ..progress import Progress
 from ..settings import Settings, load_settings
+from .base import sample_from
 from .frames import upscale_frames
 from .generate import decoded_rgb16, generate_latents
 
@@ -58,12 +64,37 @@ class VideoPipelineOutput(BaseOutput):
     frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
 
 
-class VideoCrafter2Pipeline(DiffusionPipeline):
+class _Face:
+    """What every vidscale pipeline class shares: settings built as the CLI builds them, its
+    progress bar, and ``callback_on_step_end`` as a step hook of vidscale's loop."""
+
+    default_preset: str | None = "t2v-640p"  # the settings `vidscale generate` starts from
+
+    def settings(self, preset: str | os.PathLike | Settings | None, overrides: Mapping[str, Any] | None,
+                 named: Mapping[str, Any]) -> Settings:
+        """The preset (a name, a .toml path or Settings; None: the CLI's default), then dotted
+        ``overrides``, then the named arguments that are not None."""
+        base = preset if isinstance(preset, Settings) else load_settings(preset or self.default_preset)
+        return base.replace(dict(overrides or {}), source="overrides").replace(named, source="pipeline argument")
+
+    def _progress(self) -> Progress:
+        return Progress(enabled=not getattr(self, "_progress_bar_config", {}).get("disable", False))
+
+    def _after_step(self, callback: Callback | None) -> Callable[[int, int, torch.Tensor], torch.Tensor] | None:
+        if callback is None:
+            return None
+
+        def after_step(i: int, t: int, latents: torch.Tensor) -> torch.Tensor:
+            return callback(self, i, t, {"latents": latents}).get("latents", latents)
+
+        return after_step
+
+
+class VideoCrafter2Pipeline(_Face, DiffusionPipeline):
     """Text-to-video with VideoCrafter2 at its base size (320x512 for the real model)."""
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _callback_tensor_inputs = ["latents"]
-    default_preset: str | None = "t2v-640p"  # the settings `vidscale generate` starts from
 
     def __init__(self, unet: VC2UNet, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: ClipTokenizer,
                  scheduler: VC2Schedule):
@@ -94,25 +125,6 @@ class VideoCrafter2Pipeline(DiffusionPipeline):
         return VideoCrafter2(self.unet, self.vae, self.text_encoder, self.tokenizer, self.scheduler,
                              name="VideoCrafter2 (diffusers pipeline)", base_height=height, base_width=width,
                              execution_device=self._execution_device)
-
-    def settings(self, preset: str | os.PathLike | Settings | None, overrides: Mapping[str, Any] | None,
-                 named: Mapping[str, Any]) -> Settings:
-        """The preset (a name, a .toml path or Settings; None: the CLI's default), then dotted
-        ``overrides``, then the named arguments that are not None."""
-        base = preset if isinstance(preset, Settings) else load_settings(preset or self.default_preset)
-        return base.replace(dict(overrides or {}), source="overrides").replace(named, source="pipeline argument")
-
-    def _progress(self) -> Progress:
-        return Progress(enabled=not getattr(self, "_progress_bar_config", {}).get("disable", False))
-
-    def _after_step(self, callback: Callback | None) -> Callable[[int, int, torch.Tensor], torch.Tensor] | None:
-        if callback is None:
-            return None
-
-        def after_step(i: int, t: int, latents: torch.Tensor) -> torch.Tensor:
-            return callback(self, i, t, {"latents": latents}).get("latents", latents)
-
-        return after_step
 
     def check_size(self, height: int, width: int) -> None:
         if (height, width) != self.base_size:
@@ -200,6 +212,126 @@ class VideoCrafter2UpscalePipeline(VideoCrafter2Pipeline):
                                 progress=self._progress())
         self.maybe_free_model_hooks()
         output = to_output(frames, output_type)
+        return VideoPipelineOutput(frames=output) if return_dict else (output,)
+
+
+class WanFreeScalePipeline(_Face, DiffusionPipeline):
+    """Text-to-video with Wan 2.1 through vidscale: ``WanPipeline``'s arguments, its frames at the
+    base size, FreeScale's self-cascade above it (one x2 stage per doubling).
+
+    ``WanFreeScalePipeline.from_pretrained(folder)`` loads a stock diffusers Wan folder (the
+    ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers`` layout). At the base size (480x832 for the 1.3B model)
+    and with the same arguments, the frames are ``WanPipeline``'s (tests/test_wan_diffusers.py);
+    above it, the same code as ``vidscale generate``. Unset arguments take the preset's values
+    (``wan-t2v-960p``: 81 frames, 50 steps, guidance 5.0 and Wan's own negative prompt, where
+    WanPipeline uses none: pass ``negative_prompt=""`` to match it). The flow shift is the
+    scheduler's (``pipe.scheduler = UniPCMultistepScheduler.from_config(..., flow_shift=5.0)``
+    changes it, as for WanPipeline).
+    """
+
+    model_cpu_offload_seq = "text_encoder->transformer->vae"
+    _callback_tensor_inputs = ["latents"]
+    default_preset = "wan-t2v-960p"
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, text_encoder: UMT5EncoderModel, vae: AutoencoderKLWan,
+                 scheduler: UniPCMultistepScheduler, transformer: WanTransformer3DModel):
+        super().__init__()
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
+                              transformer=transformer)
+        self.base_size = wan_base_size(transformer.config)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
+        """diffusers' loader on a Wan folder; a folder vidscale saved also gives its base size."""
+        pipeline = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        index = Path(pretrained_model_name_or_path) / "model_index.json"
+        if index.is_file():
+            pipeline.base_size = wan_base_size(pipeline.transformer.config, json.loads(index.read_text()))
+        return pipeline
+
+    def wan(self) -> Wan:
+        """The components as the model object vidscale's pipeline functions run on."""
+        height, width = self.base_size
+        return Wan(self.transformer, self.vae, self.text_encoder, self.tokenizer,
+                   FlowSchedule(self.scheduler.config.flow_shift), name="Wan (diffusers pipeline)",
+                   base_height=height, base_width=width, execution_device=self._execution_device)
+
+    def check_size(self, height: int, width: int) -> None:
+        base_height, base_width = self.base_size
+        ratio = height // base_height
+        if height % base_height or width != base_width * ratio or ratio & (ratio - 1):
+            raise ValueError(f"{type(self).__name__}: {height}x{width} (height x width) is not the base "
+                             f"{base_height}x{base_width} times 1, 2, 4, ...")
+
+    @torch.no_grad()
+    def __call__(self, prompt: str, negative_prompt: str | None = None, height: int | None = None,
+                 width: int | None = None, num_frames: int | None = None, num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, generator: torch.Generator | None = None,
+                 output_type: str = "np", return_dict: bool = True, callback_on_step_end: Callback | None = None,
+                 preset: str | os.PathLike | Settings | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> VideoPipelineOutput | tuple:
+        """``num_frames`` (1 + 4k) frames for ``prompt`` at ``height`` x ``width`` (default: 2x the
+        base). Without ``generator`` the preset's seed is used, as the CLI does."""
+        # 1. settings, as the CLI builds them
+        base_height, base_width = self.base_size
+        height, width = height or 2 * base_height, width or 2 * base_width
+        self.check_size(height, width)
+        named = {"sampling.prompt": prompt, "sampling.negative_prompt": negative_prompt,
+                 "sampling.steps": num_inference_steps, "sampling.guidance_scale": guidance_scale,
+                 "generate.frames": num_frames, "generate.base_height": base_height,
+                 "generate.base_width": base_width, "generate.height": height, "generate.width": width}
+        settings = self.settings(preset, overrides, named)
+        # 2. the same function as `vidscale generate`
+        model = self.wan()
+        if generator is None:
+            generator = torch.Generator(model.device).manual_seed(settings.sampling.seed)
+        latents = generate_latents(model, settings, generator=generator, progress=self._progress(),
+                                   after_step=self._after_step(callback_on_step_end))
+        if output_type == "latent":
+            frames: Any = latents
+        else:  # 3. decode as the CLI writes
+            frames = to_output(np.concatenate(list(decoded_rgb16(model, latents, self._progress()))), output_type)
+        self.maybe_free_model_hooks()
+        return VideoPipelineOutput(frames=frames) if return_dict else (frames,)
+
+
+class WanFreeScaleVideoToVideoPipeline(WanFreeScalePipeline):
+    """Video-to-video at the clip's own size with Wan 2.1: ``WanVideoToVideoPipeline``'s arguments
+    and frames (the clip encoded, re-noised to ``strength``, denoised by vidscale's sampler)."""
+
+    @torch.no_grad()
+    def __call__(self, video: np.ndarray | torch.Tensor | Sequence[PIL.Image.Image], prompt: str = "",
+                 negative_prompt: str | None = None, height: int | None = None, width: int | None = None,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 strength: float = 0.8, generator: torch.Generator | None = None, output_type: str = "np",
+                 return_dict: bool = True, callback_on_step_end: Callback | None = None,
+                 preset: str | os.PathLike | Settings | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> VideoPipelineOutput | tuple:
+        """``video``: (F, H, W, 3) numpy, (F, 3, H, W) torch floats in [0, 1] or PIL images, F = 1 + 4k;
+        ``height`` / ``width``, when given, must be its size (resize it first: nothing is resampled here)."""
+        # 1. settings and the clip's latent
+        frames = as_rgb_frames(video)
+        if (height or frames.shape[1], width or frames.shape[2]) != frames.shape[1:3]:
+            raise ValueError(f"{type(self).__name__}: the video is {frames.shape[1]}x{frames.shape[2]} "
+                             f"(height x width), not {height}x{width}: resize it first")
+        named = {"sampling.prompt": prompt, "sampling.negative_prompt": negative_prompt,
+                 "sampling.steps": num_inference_steps, "sampling.guidance_scale": guidance_scale}
+        settings = self.settings(preset, overrides, named)
+        backend = as_backend(self.wan())
+        pixels = torch.from_numpy(frames.astype(np.float32) / float(np.iinfo(frames.dtype).max))
+        latents = backend.encode_frames(pixels.permute(0, 3, 1, 2) * 2 - 1)
+        # 2. the prompt, then the re-noised clip denoised from the strength's step
+        eps_fn = backend.predictor(settings.sampling, fps=backend.spec.fps)
+        if generator is None:
+            generator = torch.Generator(backend.device).manual_seed(settings.sampling.seed)
+        latents = sample_from(backend, eps_fn, latents, steps=settings.sampling.steps, strength=strength,
+                              scheduler=settings.sampling.scheduler, generator=generator, progress=self._progress(),
+                              after_step=self._after_step(callback_on_step_end))
+        if output_type == "latent":
+            output: Any = latents
+        else:  # 3. decode as the CLI writes
+            output = to_output(np.concatenate(list(decoded_rgb16(backend, latents, self._progress()))), output_type)
+        self.maybe_free_model_hooks()
         return VideoPipelineOutput(frames=output) if return_dict else (output,)
 
 

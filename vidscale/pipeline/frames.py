@@ -39,7 +39,7 @@ def upscale_frames(model: Any, frames: np.ndarray, settings: Settings, *, fps: i
     denoiser = upscale_denoiser(backend, settings, plan, fps=fps)
 
     def inputs(chunk) -> ChunkInputs:
-        reference = reference_latent(backend, plan, frames[chunk.start:chunk.end], settings)
+        reference = reference_latent(backend, plan, frames[chunk.start:chunk.end], settings, pad=chunk.pad)
         return ChunkInputs(reference=reference, pts=torch.arange(chunk.start, chunk.end))
 
     with tempfile.TemporaryDirectory(prefix="vidscale-frames-") as scratch:

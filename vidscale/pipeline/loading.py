@@ -13,20 +13,36 @@ from typing import Any
 import torch
 
 from ..backends import as_backend
+from ..errors import SettingsError
 from ..model import VideoCrafter2, load_videocrafter2, resolve_device, resolve_dtype, resolve_model_path
 from ..model.compile import compile_blocks
+from ..model.loading import model_family
+from ..model.wan import Wan, compile_transformer, load_wan, set_attention_backend
 from ..settings import ModelSettings
 
 
-def load_model(settings: ModelSettings) -> VideoCrafter2:
-    """Resolve path, device and dtype from the settings and load VideoCrafter2 (or a random test
-    model); with ``compile``, its UNet blocks are compiled (lazily, at the first steps)."""
+def load_model(settings: ModelSettings) -> VideoCrafter2 | Wan:
+    """Resolve path, device and dtype from the settings and load the model of the family the path
+    names (VideoCrafter2 or Wan, or a random test model of either); with ``compile``, its repeated
+    blocks are compiled (lazily, at the first steps)."""
     device = resolve_device(settings.device)
-    model = load_videocrafter2(resolve_model_path(settings.path), device=device,
-                               dtype=resolve_dtype(settings.dtype, device))
+    dtype = resolve_dtype(settings.dtype, device)
+    path = resolve_model_path(settings.path)
+    if model_family(path) == "wan":
+        model = load_wan(path, device=device, dtype=dtype, flow_shift=settings.flow_shift)
+        if settings.attention_backend:
+            set_attention_backend(model.transformer, settings.attention_backend)
+        if settings.compile:
+            compile_transformer(model.transformer)
+        return model
+    for key in ("flow_shift", "attention_backend"):
+        if getattr(settings, key):
+            raise SettingsError(f"model.{key} = {getattr(settings, key)!r} applies to Wan models only; "
+                                f"{path} is VideoCrafter2: remove it")
+    vc2 = load_videocrafter2(path, device=device, dtype=dtype)
     if settings.compile:
-        compile_blocks(model.unet)
-    return model
+        compile_blocks(vc2.unet)
+    return vc2
 
 
 @functools.lru_cache(maxsize=None)

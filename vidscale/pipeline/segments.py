@@ -4,18 +4,23 @@ Inside a segment the chunks stay anchored (:mod:`vidscale.pipeline.chunks`), so 
 segments do not depend on each other and can run at the same time on different workers
 (:mod:`vidscale.jobs.cluster`). The segment plan is ``jobs.segment_frames``
 (:func:`vidscale.work.plan.plan_segments`): a segment starts where the chunk plan anchored a
-chunk, starts it fresh instead, and the frames that were anchored become the crossfade.
+chunk, starts it fresh instead, and the frames that were anchored become the crossfade. Chunk
+boundaries lie on the model's latent grid, so segment boundaries do too; on a causal grid the
+fade is ``1 + n * temporal`` frames (at least the lone first frame of the fresh chunk).
 
-Every random draw is keyed by (seed, frame) (:func:`~vidscale.pipeline.chunks.frame_noise`), so a
-frame gets the same noise in whichever segment, on whichever worker, after however many retries.
-The two versions of a crossfade frame are therefore two denoisings of the same reference from
-the same noise, differing only in their temporal context: close, so a short fade hides the join.
+Every random draw is keyed by (seed, latent frame of the clip)
+(:func:`~vidscale.pipeline.chunks.frame_noise`), so a frame gets the same noise in whichever
+segment, on whichever worker, after however many retries. The two versions of a crossfade frame
+are therefore two denoisings of the same reference from the same noise, differing only in their
+temporal context: close, so a short fade hides the join.
 
 Why the crossfade is in pixels, not latents: VC2's VAE decoder is non-linear, so a mix of two
 latents does not decode to the mix of their pictures (it can decode to a washed-out or ghosted
-frame); a mix of decoded pixels is exactly an editor's dissolve, and it costs only decoding the
-fade frames twice. The seams this leaves are measured in ``tests/test_cluster.py`` with the
-chunk-boundary metric of ``tests/test_pipeline_upscale.py``.
+frame), and a causal decoder would carry the mix into the frames after it; a mix of decoded
+pixels is exactly an editor's dissolve, and it costs only decoding the fade frames twice. The
+seams this leaves are measured in ``tests/test_cluster.py`` with the chunk-boundary metric of
+``tests/test_pipeline_upscale.py``; on a causal grid, the fades are checked against an oracle in
+``tests/test_pipeline_grid.py``.
 
 Each segment has its own job store (``NAME.sNNN-<key>``), so workers never write the same
 manifest, and a segment is a unit of resume as well as of work.

@@ -2,7 +2,7 @@
 (:mod:`.upscale`), the segmented and cluster job (:mod:`.segments`) and frames in memory
 (:mod:`.frames`, the diffusers pipeline). One definition each of what must agree between them:
 
-- :func:`plan_for_model`: the plan for this model (its base size, precision and VAE width);
+- :func:`plan_for_model`: the plan for this model (its latent grid, base size, precision and VAE width);
 - :func:`job_identity`: what decides the result, and so whether a stopped job may resume;
 - the chunk steps: read and encode a chunk (:func:`chunk_inputs`, :func:`reference_latent`,
   :func:`to_model_pixels`), the denoiser with its FreeScale patches (:func:`upscale_denoiser`),
@@ -53,10 +53,12 @@ def planned_without_model(width: int, height: int, frame_range: tuple[int, int],
 
 def plan_for_spec(width: int, height: int, frame_range: tuple[int, int], settings: Settings, spec: ModelSpec,
                   dtype: torch.dtype) -> UpscalePlan:
-    """The one plan maker of every path: the model's base size sets the fusion windows, its cost
-    model, precision and VAE width the memory and the FLOPs."""
+    """The one plan maker of every path: the model's latent grid sets the padding and where chunks
+    are cut, its base size the fusion windows, its cost model, precision and VAE width the memory
+    and the FLOPs."""
     return make_plan(width, height, frame_range, settings, base_latent=spec.base_latent,
-                     dtype_bytes=torch.finfo(dtype).bits // 8, vae_width=spec.vae_width, cost=spec.cost)
+                     dtype_bytes=torch.finfo(dtype).bits // 8, vae_width=spec.vae_width, cost=spec.cost,
+                     grid=spec.grid)
 
 
 def job_identity(source: Path, plan: UpscalePlan, settings: Settings, model: Any) -> dict[str, Any]:
@@ -107,15 +109,18 @@ def chunk_inputs(model: Any, info: VideoInfo, plan: UpscalePlan, chunk: Chunk,
     for part in read_frames(info, first + chunk.start, first + chunk.end):
         frames.append(part.frames)
         pts.extend(part.pts)
-    reference = reference_latent(model, plan, np.concatenate(frames), settings)
+    reference = reference_latent(model, plan, np.concatenate(frames), settings, pad=chunk.pad)
     return ChunkInputs(reference=reference, pts=torch.tensor(pts, dtype=torch.int64),
-                       alpha=detail_alpha(settings, info, plan, first + chunk.start, first + chunk.end))
+                       alpha=detail_alpha(settings, info, plan, first + chunk.start, first + chunk.end,
+                                          pad=chunk.pad))
 
 
-def reference_latent(model: Any, plan: UpscalePlan, frames: np.ndarray, settings: Settings) -> torch.Tensor:
-    """(F, H, W, 3) integer RGB frames -> their reference latent at the target size (in memory)."""
+def reference_latent(model: Any, plan: UpscalePlan, frames: np.ndarray, settings: Settings, *,
+                     pad: int = 0) -> torch.Tensor:
+    """(F, H, W, 3) integer RGB frames (and ``pad`` copies of the last, to fill the latent grid)
+    -> their reference latent at the target size (in memory)."""
     backend = as_backend(model)
-    pixels = to_model_pixels(frames, plan, backend)
+    pixels = to_model_pixels(frames, plan, backend, pad=pad)
     latent = backend.encode_frames(pixels)
     target = plan.geometry.target_latent_size
     reference = upsample_latent(latent, target, settings.freescale.upsample_mode)
@@ -128,29 +133,39 @@ def reference_latent(model: Any, plan: UpscalePlan, frames: np.ndarray, settings
     return reference
 
 
-def to_model_pixels(frames: np.ndarray, plan: UpscalePlan, backend: Backend) -> torch.Tensor:
-    """(F, H, W, 3) integer RGB -> (F, 3, H', W') in [-1, 1], edge-padded to the model grid."""
+def to_model_pixels(frames: np.ndarray, plan: UpscalePlan, backend: Backend, *, pad: int = 0) -> torch.Tensor:
+    """(F, H, W, 3) integer RGB -> (F + pad, 3, H', W') in [-1, 1], edge-padded to the model grid:
+    in space on the right and bottom, in time by repeating the last frame ``pad`` times."""
     peak = float(np.iinfo(frames.dtype).max)
     pixels = torch.from_numpy(frames.astype(np.float32) / peak).permute(0, 3, 1, 2) * 2 - 1
     geometry = plan.geometry
-    pad = (0, geometry.padded_width - geometry.width, 0, geometry.padded_height - geometry.height)
-    if any(pad):
-        pixels = F.pad(pixels, pad, mode="replicate")
+    edges = (0, geometry.padded_width - geometry.width, 0, geometry.padded_height - geometry.height)
+    if any(edges):
+        pixels = F.pad(pixels, edges, mode="replicate")
+    if pad:
+        pixels = torch.cat([pixels, pixels[-1:].expand(pad, -1, -1, -1)])
     return pixels.to(device=backend.device, dtype=backend.dtype)
 
 
 def decoded_pixels(model: Any, plan: UpscalePlan, store: JobStore,
                    chunk: Chunk) -> Iterator[tuple[torch.Tensor, list[int]]]:
     """A saved chunk's own frames, decoded one VAE pass at a time (tiled when the plan says so):
-    (n, 3, H, W) in [-1, 1] at the padded size, with their source pts."""
+    (n, 3, H, W) in [-1, 1] at the padded size, with their source pts.
+
+    On a causal grid the chunk's saved latents start with its shared head (see
+    :func:`~vidscale.pipeline.chunks.kept_latents`): the decoder runs over it for its state, and
+    its frames (the previous chunk's) are dropped here, as are the padding frames at the tail.
+    """
     saved = store.load_chunk(chunk.index)
     pts = saved["pts"].tolist()
-    first = 0
+    context = chunk.anchored if plan.grid.causal else 0  # decoded frames that only give context
+    first = -context  # index in pts of the batch's first frame
     for pixels in as_backend(model).decoded(saved["latents"], tiles=plan.vae_tiles, overlap=plan.vae_tile_overlap,
                                             pixels_per_pass=plan.vae_pixels_per_pass):
-        count = pixels.shape[0]
-        yield pixels, pts[first:first + count]
-        first += count
+        low, high = max(first, 0), min(first + pixels.shape[0], len(pts))
+        if low < high:
+            yield pixels[low - first:high - first], pts[low:high]
+        first += pixels.shape[0]
 
 
 def decoded_chunk(model: Any, plan: UpscalePlan, store: JobStore,

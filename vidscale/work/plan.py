@@ -3,29 +3,38 @@
 Everything here is arithmetic on sizes (no torch, no files), so ``--dry-run`` is instant and a
 plan can be stored in a job manifest and compared on resume.
 
-Geometry: the VAE works on multiples of 8 pixels and the UNet halves the latent three times, so
-the *upscaled* latent must be a multiple of 8. Frames are therefore padded (edge-replicated, on the
-right and bottom) to a multiple of ``64 / scale`` pixels, and the padding is cropped from the
-output: output size is always exactly ``scale x`` the input size, never a silent crop or stretch.
+Geometry comes from the model's latent grid (:class:`~vidscale.model.spec.LatentGrid`). In space,
+the VAE maps ``grid.spatial`` pixels to a latent cell and the model needs latent sides that are
+multiples of ``grid.multiple`` (VC2: 8, its UNet halves the latent three times; Wan: 2, its patch),
+so the *upscaled* latent must be a multiple of ``grid.multiple``. Frames are therefore padded
+(edge-replicated, on the right and bottom) to a multiple of ``spatial * multiple / gcd(scale,
+multiple)`` pixels (VC2 at 2x: 32; Wan 2.1 at 2x: 8), and the padding is cropped from the output:
+output size is always exactly ``scale x`` the input size, never a silent crop or stretch. In time,
+a causal VAE (Wan's) encodes a clip's first frame alone and every following ``grid.temporal``
+frames into one latent frame, so a chunk has ``1 + k * temporal`` frames; the clip's tail is padded
+by repeating its last frame (``Chunk.pad``) and the padding is dropped again after decoding.
 
 Chunks: a chunk is a run of consecutive frames denoised together (temporal attention is windowed,
 so a chunk may be much longer than 16 frames). Consecutive chunks share ``overlap`` frames; the
 overlap frames of chunk k+1 are *anchored*: at every step they are overwritten with chunk k's
 latents for the same frames, so chunk k+1 continues chunk k's trajectory and every output frame
 comes from exactly one trajectory (no crossfade, no seam). See ``vidscale.pipeline.chunks``.
+Chunks start on the grid (a multiple of ``temporal`` frames), so a chunk's latent frames are the
+clip's latent frames; on a causal grid consecutive chunks share ``1 + n * temporal`` frames (the
+next chunk's lone first frame is the last frame of a latent frame of the previous one).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..model.spec import VC2_COST, CostModel
+from ..model.spec import VC2_COST, VC2_GRID, CostModel, LatentGrid
 from ..settings import Settings
 
-VAE_FACTOR = 8  # pixels per latent cell
-UNET_MULTIPLE = 8  # the UNet halves the latent three times
+VAE_FACTOR = VC2_GRID.spatial  # VC2's pixels per latent cell
+UNET_MULTIPLE = VC2_GRID.multiple  # VC2's UNet halves the latent three times
 # Largest latent map (tokens per frame) for which global spatial attention is planned; above it
 # scale fusion falls back to neighbourhood patch attention only (1280x2048 -> 160x256 = 40960).
 MAX_GLOBAL_TOKENS = 160 * 256
@@ -50,7 +59,8 @@ MIN_VAE_TILE = 32  # latent cells: 256 pixels, below which a tile's edge costs m
 
 @dataclass(frozen=True)
 class Geometry:
-    """Sizes of one upscale, in pixels and latent cells (height, width order for latents)."""
+    """Sizes of one upscale, in pixels and latent cells (height, width order for latents), on the
+    model's latent grid."""
 
     width: int
     height: int
@@ -58,10 +68,11 @@ class Geometry:
     padded_width: int
     padded_height: int
     base_latent: tuple[int, int]  # the model's native latent size (VC2: 40x64), for fusion windows
+    grid: LatentGrid = VC2_GRID
 
     @property
     def latent_size(self) -> tuple[int, int]:
-        return self.padded_height // VAE_FACTOR, self.padded_width // VAE_FACTOR
+        return self.padded_height // self.grid.spatial, self.padded_width // self.grid.spatial
 
     @property
     def target_latent_size(self) -> tuple[int, int]:
@@ -81,21 +92,25 @@ class Geometry:
         return max(1, round(min(th / bh, tw / bw)))
 
 
-def geometry_for(width: int, height: int, scale: int, base_latent: tuple[int, int] = (40, 64)) -> Geometry:
-    """Pad ``width x height`` up to the grid that a ``scale``-times latent needs."""
-    multiple = VAE_FACTOR * UNET_MULTIPLE // math.gcd(scale, UNET_MULTIPLE)
+def geometry_for(width: int, height: int, scale: int, base_latent: tuple[int, int] = (40, 64),
+                 grid: LatentGrid = VC2_GRID) -> Geometry:
+    """Pad ``width x height`` up to the pixel grid that a ``scale``-times latent on ``grid`` needs."""
+    multiple = grid.spatial * grid.multiple // math.gcd(scale, grid.multiple)
     pad = lambda n: -(-n // multiple) * multiple  # noqa: E731 - round up to the grid
-    return Geometry(width, height, scale, pad(width), pad(height), base_latent)
+    return Geometry(width, height, scale, pad(width), pad(height), base_latent, grid)
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """Frames ``[start, end)`` denoised together; the first ``anchored`` follow the previous chunk."""
+    """Frames ``[start, end)`` denoised together; the first ``anchored`` are shared with (and
+    follow) the previous chunk. ``pad`` copies of the last frame follow ``end`` to fill the
+    latent grid (the clip's tail on a causal grid); they are dropped after decoding."""
 
     index: int
     start: int
     end: int
     anchored: int
+    pad: int = 0
 
     @property
     def owned(self) -> tuple[int, int]:
@@ -103,21 +118,32 @@ class Chunk:
         return self.start + self.anchored, self.end
 
 
-def plan_chunks(total: int, chunk_frames: int, overlap: int) -> list[Chunk]:
-    """Cover ``total`` frames with chunks of ``chunk_frames`` sharing ``overlap`` frames.
+def plan_chunks(total: int, chunk_frames: int, overlap: int, grid: LatentGrid = VC2_GRID) -> list[Chunk]:
+    """Cover ``total`` frames with chunks of at most ``chunk_frames`` sharing ``overlap`` frames,
+    on ``grid``.
 
-    Every frame is owned by exactly one chunk, in order; the overlap is clipped so each chunk adds
-    at least one new frame.
+    Every frame is owned by exactly one chunk, in order. Chunks start on the grid and hold a
+    whole number of latent frames: ``lone + k * temporal`` frames (the lone first frame on a causal
+    grid), ``chunk_frames`` and ``overlap`` rounded down to that (at least one latent frame after
+    the lone one, and on a causal grid the lone frame is always shared); the overlap is clipped so
+    each chunk adds at least one new latent frame. Only the last chunk is padded (``Chunk.pad``).
+    For VideoCrafter2's grid (frame by frame) this is ``chunk_frames`` frames sharing ``overlap``.
     """
     if total <= 0:
         raise ValueError("a plan needs at least one frame")
-    length = max(1, min(chunk_frames, total))
-    overlap = min(overlap, length - 1)
-    chunks = [Chunk(0, 0, length, 0)]
-    while chunks[-1].end < total:
-        start = chunks[-1].end - overlap
-        chunks.append(Chunk(len(chunks), start, min(start + length, total), overlap))
-    return chunks
+    lone, step = grid.lone, grid.temporal
+    groups = (grid.fit(total) - lone) // step  # latent frames after the lone one
+    length = min(max(1, (chunk_frames - lone) // step), groups)  # of them per chunk
+    shared = min(grid.anchored_latents(overlap), max(0, length - 1))
+    chunks: list[Chunk] = []
+    first = 0  # the chunk's first group
+    while True:
+        end = (first + min(length, groups - first)) * step + lone
+        anchored = lone + shared * step if chunks else 0
+        chunks.append(Chunk(len(chunks), first * step, min(end, total), anchored, max(0, end - total)))
+        if first + length >= groups:
+            return chunks
+        first += length - shared
 
 
 @dataclass(frozen=True)
@@ -163,7 +189,7 @@ def plan_segments(chunks: list[Chunk], segment_frames: int) -> list[Segment]:
     for index, group in enumerate(groups):
         fade = group[0].anchored if index else 0
         first = group[0].index
-        local = tuple(Chunk(c.index - first, c.start, c.end, 0 if c is group[0] else c.anchored)
+        local = tuple(replace(c, index=c.index - first, anchored=0 if c is group[0] else c.anchored)
                       for c in group)
         segments.append(Segment(index, local, fade))
     return segments
@@ -207,7 +233,7 @@ def vae_decode_gb(pixels: int, dtype_bytes: int, width: int = VC2_VAE_WIDTH) -> 
 
 
 def plan_vae_decode(latent: tuple[int, int], free_gb: float, dtype_bytes: int,
-                    width: int = VC2_VAE_WIDTH) -> tuple[list[Tile], int, int]:
+                    width: int = VC2_VAE_WIDTH, spatial: int = VAE_FACTOR) -> tuple[list[Tile], int, int]:
     """(tiles, overlap, pixels per pass) for decoding ``latent`` frames within ``free_gb``.
 
     The decoder is per frame, so frames are batched up to ``VAE_PIXELS_PER_PASS`` pixels or what
@@ -218,9 +244,9 @@ def plan_vae_decode(latent: tuple[int, int], free_gb: float, dtype_bytes: int,
     """
     affordable = int(free_gb / vae_decode_gb(1, dtype_bytes, width))
     pass_pixels = max(1, min(VAE_PIXELS_PER_PASS, affordable))
-    if latent[0] * latent[1] * VAE_FACTOR**2 <= affordable:
+    if latent[0] * latent[1] * spatial**2 <= affordable:
         return [], 0, pass_pixels
-    side = max(MIN_VAE_TILE, int(math.sqrt(pass_pixels)) // VAE_FACTOR // UNET_MULTIPLE * UNET_MULTIPLE)
+    side = max(MIN_VAE_TILE, int(math.sqrt(pass_pixels)) // spatial // UNET_MULTIPLE * UNET_MULTIPLE)
     overlap = max(UNET_MULTIPLE, side // 4 // UNET_MULTIPLE * UNET_MULTIPLE)
     tiles = plan_tiles(latent, (side, side), overlap)
     return (tiles, overlap, pass_pixels) if len(tiles) > 1 else ([], 0, pass_pixels)
@@ -259,6 +285,10 @@ class UpscalePlan:
     def frame_count(self) -> int:
         return self.frame_range[1] - self.frame_range[0]
 
+    @property
+    def grid(self) -> LatentGrid:
+        return self.geometry.grid
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         geometry = self.geometry
@@ -274,7 +304,7 @@ def describe_plan(plan: dict[str, Any]) -> str:
     g = plan["geometry"]
     start, end = plan["frame_range"]
     chunks = ", ".join(f"{c['start']}-{c['end'] - 1}" + (f" (first {c['anchored']} anchored)" if c["anchored"] else "")
-                       for c in plan["chunks"])
+                       + (f" (+{c['pad']} padded)" if c["pad"] else "") for c in plan["chunks"])
     tiles = (f"{len(plan['tiles'])} tiles of {plan['tiles'][0]['height']}x{plan['tiles'][0]['width']} latent "
              f"(overlap {plan['tile_overlap']})" if plan["tiles"] else "none")
     lines = [
@@ -377,21 +407,23 @@ def window_count(frames: int, window: int, stride: int) -> int:
 
 def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: Settings, *,
               base_latent: tuple[int, int] = (40, 64), dtype_bytes: int = 2,
-              vae_width: int = VC2_VAE_WIDTH, cost: CostModel = VC2_COST) -> UpscalePlan:
-    """Plan an upscale of ``frame_range`` of a ``width x height`` clip within the memory budget.
+              vae_width: int = VC2_VAE_WIDTH, cost: CostModel = VC2_COST,
+              grid: LatentGrid = VC2_GRID) -> UpscalePlan:
+    """Plan an upscale of ``frame_range`` of a ``width x height`` clip within the memory budget,
+    on the model's latent ``grid`` (VideoCrafter2's by default) with its ``cost`` model.
 
     Chunk length comes from the budget (never more than ``jobs.chunk_frames``); if not even one
-    temporal window of frames fits at the full size, the latent is cut into overlapping tiles.
-    Global attention is dropped for neighbourhood patch attention above ``MAX_GLOBAL_TOKENS``.
+    temporal window of latent frames fits at the full size, the latent is cut into overlapping
+    tiles. Global attention is dropped for neighbourhood patch attention above ``MAX_GLOBAL_TOKENS``.
     """
-    geometry = geometry_for(width, height, settings.upscale.scale, base_latent)
+    geometry = geometry_for(width, height, settings.upscale.scale, base_latent, grid)
     latent = geometry.target_latent_size
     fusion, notes = _fusion_mode(settings.freescale.fusion, latent)
     batch = 2 if settings.sampling.guidance_scale > 1 else 1
-    frames = frame_range[1] - frame_range[0]
+    frames = grid.latent_frames(grid.fit(frame_range[1] - frame_range[0]))  # what the model sees
     window = settings.freescale.temporal_window or frames
     # The decode of one chunk runs beside the denoising of the next: it keeps a share of the budget.
-    frame_pixels = latent[0] * latent[1] * VAE_FACTOR**2
+    frame_pixels = latent[0] * latent[1] * grid.spatial**2
     vae_reserve = min(vae_decode_gb(max(frame_pixels, VAE_PIXELS_PER_PASS // frame_pixels * frame_pixels),
                                     dtype_bytes, vae_width), settings.jobs.memory_budget_gb * VAE_BUDGET_SHARE)
     budget = settings.jobs.memory_budget_gb - vae_reserve
@@ -399,17 +431,18 @@ def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: S
     tiles: list[Tile] = []
     tile, tile_overlap = latent, 0
     if fit < min(frames, window):
-        tile = _tile_size(latent, budget, dtype_bytes, batch, min(frames, window), cost)
-        tile_overlap = max(UNET_MULTIPLE, tile[0] // 4 // UNET_MULTIPLE * UNET_MULTIPLE)
+        tile = _tile_size(latent, budget, dtype_bytes, batch, min(frames, window), grid.multiple, cost)
+        tile_overlap = max(grid.multiple, tile[0] // 4 // grid.multiple * grid.multiple)
         tiles = plan_tiles(latent, tile, overlap=tile_overlap)
         fit = _frames_that_fit(tile[0] * tile[1], budget, dtype_bytes, batch, cost)
         notes.append(f"latent {latent[0]}x{latent[1]} over budget: {len(tiles)} tiles of {tile[0]}x{tile[1]}")
-    chunks = plan_chunks(frames, max(1, min(settings.jobs.chunk_frames, fit)), settings.jobs.overlap_frames)
+    chunks = plan_chunks(frame_range[1] - frame_range[0], min(settings.jobs.chunk_frames, grid.frames(max(1, fit))),
+                         settings.jobs.overlap_frames, grid)
     tokens = tile[0] * tile[1]
     attended = _attended(fusion, tokens, base_latent[0] * base_latent[1])
-    longest = max(c.end - c.start for c in chunks)
+    longest = max(grid.latent_frames(c.end + c.pad - c.start) for c in chunks)  # latent frames
     steps = settings.sampling.steps - int(settings.freescale.restart_fraction * settings.sampling.steps)
-    vae_tiles, vae_overlap, pass_pixels = plan_vae_decode(latent, vae_reserve, dtype_bytes, vae_width)
+    vae_tiles, vae_overlap, pass_pixels = plan_vae_decode(latent, vae_reserve, dtype_bytes, vae_width, grid.spatial)
     return UpscalePlan(
         frame_range=frame_range, geometry=geometry, chunks=chunks, tiles=tiles, fusion=fusion,
         steps=steps,
@@ -417,7 +450,7 @@ def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: S
         memory_gb=round(unet_memory_gb(longest, tokens, dtype_bytes, batch, cost), 2),
         tflops_per_step=round(unet_tflops(longest, tokens, attended, batch, cost) * max(1, len(tiles)), 2),
         tile_overlap=tile_overlap, notes=notes,
-        vae_memory_gb=round(vae_decode_gb(latent[0] * latent[1] * VAE_FACTOR**2, dtype_bytes, vae_width), 2),
+        vae_memory_gb=round(vae_decode_gb(frame_pixels, dtype_bytes, vae_width), 2),
         vae_tiles=vae_tiles, vae_tile_overlap=vae_overlap, vae_pixels_per_pass=pass_pixels,
         overlap_io=settings.jobs.overlap_io, checkpoint_seconds=settings.jobs.checkpoint_seconds,
     )
@@ -437,11 +470,11 @@ def _frames_that_fit(tokens: int, budget_gb: float, dtype_bytes: int, batch: int
 
 
 def _tile_size(latent: tuple[int, int], budget_gb: float, dtype_bytes: int, batch: int,
-               frames: int, cost: CostModel) -> tuple[int, int]:
-    """The largest tile (multiple of 8, same aspect) of which ``frames`` frames fit the budget."""
+               frames: int, multiple: int, cost: CostModel) -> tuple[int, int]:
+    """The largest tile (multiple of ``multiple``, same aspect) of which ``frames`` frames fit the budget."""
     fixed = unet_memory_gb(0, 1, dtype_bytes, batch, cost)
     free = budget_gb - fixed
     per_token = unet_memory_gb(frames, 1, dtype_bytes, batch, cost) - fixed
     shrink = math.sqrt(max(free, 0.0) / per_token / (latent[0] * latent[1]))
-    snap = lambda n: max(2 * UNET_MULTIPLE, int(n * shrink) // UNET_MULTIPLE * UNET_MULTIPLE)  # noqa: E731
+    snap = lambda n: max(2 * multiple, int(n * shrink) // multiple * multiple)  # noqa: E731
     return min(snap(latent[0]), latent[0]), min(snap(latent[1]), latent[1])
