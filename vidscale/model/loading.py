@@ -16,7 +16,7 @@ from .spec import TINY_COST, VC2_COST, ModelSpec
 from .tokenizer import ClipTokenizer, find_vocab
 from .videocrafter2 import (RANDOM_NAME, TINY_NAME, VideoCrafter2, assemble, random_videocrafter2,
                             tiny_videocrafter2, vc2_spec)
-from .wan import WAN_DOWNLOAD, WAN_RANDOM, WAN_REPO, WAN_TINY, is_wan_folder
+from .wan import WAN_DOWNLOAD, WAN_RANDOM, WAN_REPO, WAN_TINY, is_wan_folder, resolve_wan_spec
 
 TINY = "tiny"
 RANDOM = "random"  # the full-size architecture with random weights, for speed and memory tests
@@ -119,6 +119,8 @@ def resolve_spec(path: str | Path | None) -> ModelSpec:
     """The :class:`ModelSpec` of the model ``--model path`` chooses, read without loading a
     weight (configs only): what ``--dry-run`` plans with, so its plan is the run's plan."""
     chosen = resolve_model_path(path)
+    if model_family(chosen) == "wan":
+        return resolve_wan_spec(chosen)
     if str(chosen) == TINY:
         return vc2_spec(TINY_NAME, True, _base_size(TINY_UNET), TINY_VAE["block_out_channels"][1], TINY_COST)
     if str(chosen) == RANDOM:

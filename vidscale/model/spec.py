@@ -65,9 +65,12 @@ VC2_GRID = LatentGrid()
 class CostModel:
     """What one denoiser call costs, for plans, memory budgets and time estimates.
 
-    FLOPs per frame of a call over N latent tokens per frame, each query attending to K tokens:
-    ``flops_per_token * N + flops_per_token_pair * N * K`` (K = N for global spatial attention),
-    fitted to FLOPs counted on the meta device (``tests/test_work_plan.py`` recounts them).
+    FLOPs per frame of a call over N latent cells per frame, each query attending to K cells of
+    its frame: ``flops_per_token * N + flops_per_token_pair * N * K`` (K = N for global spatial
+    attention); a transformer whose self-attention spans the clip (``attention_spans_frames``)
+    attends to K cells of every frame. VideoCrafter2's and the tiny model's are fitted to FLOPs
+    counted on the meta device, Wan's derived from its config (``tests/test_work_plan.py``,
+    ``tests/test_wan_model.py`` recount them).
     Memory: every weight of the model plus one call's activations, ``activation_elements_per_token``
     elements per frame and token.
     """
@@ -76,6 +79,7 @@ class CostModel:
     flops_per_token_pair: float
     parameters: float  # every weight of the model (denoiser, VAE, text encoder)
     activation_elements_per_token: float
+    attention_spans_frames: bool = False  # 3-D attention (Wan): every frame's cells are attended
 
 
 # Full-size VideoCrafter2: UNet 1.41 B + VAE 84 M + OpenCLIP text tower 354 M parameters; within

@@ -35,7 +35,7 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, UMT5Config, UMT5EncoderModel
 
 from ..errors import CheckpointError, ModelNotFoundError, SettingsError
-from .spec import LatentGrid, ModelSpec
+from .spec import CostModel, LatentGrid, ModelSpec
 from .tiles import Box, blend_tiles
 from .wan_configs import (BASE_SIZES, TINY_BASE_SIZE, TINY_TEXT, TINY_TRANSFORMER, TINY_VAE, UMT5_XXL,
                           WAN_1_3B_TRANSFORMER, WAN_2_1_VAE, WAN_FPS, WAN_SCHEDULER)
@@ -188,7 +188,7 @@ def wan_spec(name: str, is_test_model: bool, base_size: tuple[int, int], transfo
                       temporal=vae.get("scale_factor_temporal") or 4, causal=True, multiple=transformer["patch_size"][1])
     vae_width = (vae.get("decoder_base_dim") or vae["base_dim"]) * vae["dim_mult"][1]
     return ModelSpec(family="wan", name=name, is_test_model=is_test_model, base_size=tuple(base_size), grid=grid,
-                     vae_width=vae_width, fps=fps)
+                     vae_width=vae_width, fps=fps, cost=wan_cost(transformer, vae))
 
 
 def resolve_wan_spec(path: str | Path) -> ModelSpec:
@@ -383,15 +383,24 @@ def _fill_random(module: nn.Module, generator: torch.Generator) -> None:
             param.fill_(1.0 if name.endswith("weight") else 0.0)
 
 
-def transformer_tflops(config: Mapping[str, Any], latent_frames: int, latent_size: tuple[int, int],
-                       text_tokens: int = MAX_LENGTH) -> float:
-    """TFLOP of one transformer call (one CFG stream) on a (latent_frames, h, w) latent: matrix
-    products only (what runs on tensor cores), per block self-attention over all N tokens of
-    the clip (projections 8 N d^2, scores and values 4 N^2 d), cross-attention to the text
-    (4 N d^2 + 4 L d^2 + 4 N L d) and the FFN (4 N d f), plus the text embedding."""
-    _, ph, pw = config["patch_size"]
-    tokens = latent_frames * (latent_size[0] // ph) * (latent_size[1] // pw)
-    d, f, text = config["num_attention_heads"] * config["attention_head_dim"], config["ffn_dim"], text_tokens
-    block = 8 * tokens * d * d + 4 * tokens * tokens * d + 4 * tokens * d * d + 4 * text * d * d \
-        + 4 * tokens * text * d + 4 * tokens * d * f
-    return (config["num_layers"] * block + 2 * text * (config["text_dim"] * d + d * d)) / 1e12
+def wan_cost(transformer: Mapping[str, Any], vae: Mapping[str, Any], text_tokens: int = MAX_LENGTH) -> CostModel:
+    """What one transformer call costs, per latent cell (a token is a patch of cells), from its config.
+
+    FLOPs: matrix products only (what runs on tensor cores). Per block and token: self-attention's
+    projections (8 d^2), cross-attention's query and output projections (4 d^2) and its scores
+    against the L text tokens (4 L d), the FFN (4 d f); per pair of tokens, self-attention's scores
+    and values (4 d), over every token of the clip. The text's own keys and values (4 L d^2 per
+    block, once per call) are left out: under 0.1 % at Wan's sizes. Parameters: each block's
+    attention (8 d^2) and FFN (2 d f), plus the VAE (Wan 2.1's 127 M scales with its base width
+    squared); the UMT5 text encoder waits on the CPU while the transformer runs. Activations: about
+    16 live tensors of width d and 2 of width f per token (flash attention keeps no N x N matrix).
+    """
+    _, ph, pw = transformer["patch_size"]
+    cells = ph * pw
+    d, f, layers = transformer["num_attention_heads"] * transformer["attention_head_dim"], transformer["ffn_dim"], \
+        transformer["num_layers"]
+    per_token = layers * (12 * d * d + 4 * text_tokens * d + 4 * d * f)
+    vae_parameters = 127e6 * (vae["base_dim"] / 96) ** 2
+    return CostModel(flops_per_token=per_token / cells, flops_per_token_pair=layers * 4 * d / cells**2,
+                     parameters=layers * (8 * d * d + 2 * d * f) + vae_parameters,
+                     activation_elements_per_token=(16 * d + 2 * f) / cells, attention_spans_frames=True)

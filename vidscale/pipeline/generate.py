@@ -85,7 +85,7 @@ def plan_generate(settings: Settings, *, output: Path | None = None) -> dict[str
     check_output(output, settings.output.codec)
     g = settings.generate
     spec = resolve_spec(settings.model.path)
-    tflops = generate_tflops(settings, spec.cost)
+    tflops = generate_tflops(settings, spec.cost, spec.grid)
     machine = this_machine(settings.model)
     return {"engine": f"{spec.family} + freescale cascade", "output": str(output),
             "codec": settings.output.codec, "model": str(resolve_model_path(settings.model.path)),

@@ -221,7 +221,10 @@ def plan_tiles(latent: tuple[int, int], tile: tuple[int, int], overlap: int) -> 
 
 
 def unet_tflops(frames: int, tokens: int, attended: int, batch: int = 1, cost: CostModel = VC2_COST) -> float:
-    """Estimated TFLOP of one denoiser call (:class:`~vidscale.model.spec.CostModel`)."""
+    """Estimated TFLOP of one denoiser call over ``frames`` latent frames of ``tokens`` cells, each
+    query attending to ``attended`` cells of a frame (:class:`~vidscale.model.spec.CostModel`)."""
+    if cost.attention_spans_frames:
+        attended *= frames
     per_frame = cost.flops_per_token * tokens + cost.flops_per_token_pair * tokens * attended
     return per_frame * frames * batch / 1e12
 
@@ -357,20 +360,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def generate_tflops(settings: Settings, cost: CostModel = VC2_COST) -> float:
-    """UNet TFLOP of ``vidscale generate``: full sampling at the base size, then each cascade
+def generate_tflops(settings: Settings, cost: CostModel = VC2_COST, grid: LatentGrid = VC2_GRID) -> float:
+    """Denoiser TFLOP of ``vidscale generate``: full sampling at the base size, then each cascade
     stage's steps after the restart at its size (same cost model as an upscale plan)."""
     g, sampling = settings.generate, settings.sampling
     batch = 2 if sampling.guidance_scale > 1 else 1
-    height, width = g.base_height // VAE_FACTOR, g.base_width // VAE_FACTOR
-    base = height * width
-    total = sampling.steps * unet_tflops(g.frames, base, base, batch, cost)
+    height, width = g.base_height // grid.spatial, g.base_width // grid.spatial
+    base, frames = height * width, grid.latent_frames(g.frames)
+    total = sampling.steps * unet_tflops(frames, base, base, batch, cost)
     refine_steps = sampling.steps - int(settings.freescale.restart_fraction * sampling.steps)
     factor = 2
     while g.base_width * factor <= g.width:
         fusion, _notes = _fusion_mode(settings.freescale.fusion, (height * factor, width * factor))
         tokens = base * factor * factor
-        total += refine_steps * unet_tflops(g.frames, tokens, _attended(fusion, tokens, base), batch, cost)
+        total += refine_steps * unet_tflops(frames, tokens, _attended(fusion, tokens, base), batch, cost)
         factor *= 2
     return round(total, 1)
 
