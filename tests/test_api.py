@@ -21,6 +21,9 @@ from vidscale.pipeline.result import GenerateResult
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [(r"num_inference_steps=\d+", "num_inference_steps=2"), (r"num_frames=\d+", "num_frames=2"),
         (r"(?<!_)steps=\d+", "steps=2"), (r"frames=\(0, \d+\)", "frames=(0, 2)")]
+# The Wan example on wan-tiny: its 32x32 base doubled, 5 frames (Wan clips are 1 + 4k), on the CPU.
+TINY_WAN = [(r"num_frames=\d+", "num_frames=5"), (r"height=\d+", "height=64"), (r"width=\d+", "width=64"),
+            (r'"cuda"', '"cpu"'), (r"torch\.bfloat16", "torch.float32"), (r"\.frames\[0\]", ".frames[0]; FRAMES = frames")]
 
 
 def readme_python_blocks() -> list[str]:
@@ -56,18 +59,26 @@ def test_generate_returns_what_the_cli_prints(tmp_path):
 
 
 def test_the_readme_python_examples_run(tmp_path, monkeypatch, make_clip):
+    from vidscale.model.wan import save_wan, tiny_wan
+
     blocks = readme_python_blocks()
-    assert len(blocks) == 2 and "vidscale.upscale(" in blocks[0] and "DiffusionPipeline" in blocks[1]
+    assert len(blocks) == 3
+    assert [any(name in block for block in blocks) for name in ("vidscale.upscale(", "DiffusionPipeline",
+                                                                  "WanFreeScalePipeline")] == [True] * 3
     (tmp_path / "clip.mov").symlink_to(make_clip(width=64, height=48, frames=4, container="mov"))
     save_model(load_videocrafter2("tiny"), tmp_path / "videocrafter2")  # what `vidscale model convert` makes
+    save_wan(tiny_wan(), tmp_path / "Wan2.1-T2V-1.3B-Diffusers")  # the stock folder's layout
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VIDSCALE_MODEL", "tiny")
     for block in blocks:
         if "export_to_video" in block and importlib.util.find_spec("imageio") is None:
             pytest.skip("the diffusers example's export_to_video needs imageio and imageio-ffmpeg")
-        for pattern, tiny in TINY:
+        for pattern, tiny in TINY_WAN if "WanFreeScalePipeline" in block else TINY:
             block = re.sub(pattern, tiny, block)
-        exec(compile(block, "README.md", "exec"), {})
+        names: dict = {}
+        exec(compile(block, "README.md", "exec"), names)
         if "vidscale.upscale(" in block:
             assert (vidscale.probe("clip_2x.mov").width, vidscale.probe("clip_2x.mov").frame_count) == (128, 2)
+        if "WanFreeScalePipeline" in block:
+            assert names["FRAMES"].shape == (5, 64, 64, 3)  # the Wan example's frames: 2x its 32x32 base
     assert vidscale.probe("kite_base.mp4").width == 64 and vidscale.probe("kite_2x.mp4").width == 128

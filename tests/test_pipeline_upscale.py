@@ -189,9 +189,16 @@ def test_dry_run_text_names_chunks_windows_tiles_and_cost(make_clip):
 
 
 def test_over_the_memory_budget_the_latent_is_tiled_and_blended(make_clip, tmp_path):
+    """The tiny model priced as full-size VideoCrafter2 (its weights alone fill 0.1 GB), so the plan
+    must tile; the tiles run on the tiny model and are blended into exactly scale x the input."""
+    from vidscale.model.spec import VC2_COST
+    from vidscale.model.videocrafter2 import tiny_videocrafter2
+
+    model = tiny_videocrafter2()
+    model.cost = VC2_COST
     clip = make_clip(width=128, height=96, frames=2)
     settings = tiny_settings(jobs__memory_budget_gb=0.1, sampling__steps=2)
-    result = upscale_clip(clip, tmp_path / "out.mp4", settings)
+    result = upscale_clip(clip, tmp_path / "out.mp4", settings, model=model)
     plan = json.loads((result.job_dir / "report.json").read_text())["plan"]
     assert len(plan["tiles"]) > 1 and plan["tile_overlap"] > 0
     frames = decoded(result.output)
