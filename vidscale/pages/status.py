@@ -389,9 +389,10 @@ def job_progress(running: dict[str, Any], now: datetime | None = None) -> dict[s
 
     Freescale jobs count chunks, with the steps of the current chunk as its fraction (decoding
     after the last chunk is quick and not counted); lanczos jobs count frames. The ETA assumes
-    the rest goes as fast as what was done since the job started.
+    the rest goes as fast as what was done since the job started. Values that are not what the
+    watcher writes count as absent.
     """
-    progress: dict[str, list[int | None]] = running.get("progress") or {}
+    progress = {stage: _pair(done) for stage, done in _dict(running.get("progress")).items()}
     chunk, step = progress.get("chunks"), progress.get("steps")
     if "decode" in progress:
         stage = "decode"
@@ -407,10 +408,22 @@ def job_progress(running: dict[str, Any], now: datetime | None = None) -> dict[s
         done, total = progress[stage]
         fraction = done / total
     eta = None
-    if fraction and running.get("started"):
-        elapsed = ((now or datetime.now(timezone.utc)) - datetime.fromisoformat(running["started"]))
-        eta = round(max(0.0, elapsed.total_seconds()) * (1 - fraction) / fraction, 1)
+    if fraction and isinstance(running.get("started"), str):
+        try:
+            elapsed = (now or datetime.now(timezone.utc)) - datetime.fromisoformat(running["started"])
+            eta = round(max(0.0, elapsed.total_seconds()) * (1 - fraction) / fraction, 1)
+        except (ValueError, TypeError):  # not a time, or one without its zone
+            eta = None
     return {"stage": stage, "chunk": chunk, "step": step, "fraction": fraction, "eta_seconds": eta}
+
+
+def _pair(value: Any) -> list[int | None] | None:
+    """``[done, total]`` as the journal writes it (non-negative ints, total maybe None), else None."""
+    if not (isinstance(value, list) and len(value) == 2):
+        return None
+    done, total = value
+    numbers = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (done, total or 0))
+    return [done, total] if numbers and (total is None or isinstance(total, int)) else None
 
 
 def links(output: str | None, out_dir: Path, out_fd: int | None) -> dict[str, str]:
