@@ -44,3 +44,50 @@ def test_no_partial_files_and_complete_frees_chunks(tmp_path):
     assert json.loads((store.root / "manifest.json").read_text())["complete"] is True
     again = JobStore.open(tmp_path, "a", {"k": 1})  # the same job run again (--overwrite): from the start
     assert again.manifest["complete"] is False and again.finished == set()
+
+
+def test_a_chunk_or_step_that_does_not_read_is_not_finished_and_says_so(tmp_path, caplog):
+    """After a power cut a renamed file can be empty or short: it is recomputed, not trusted."""
+    identity = {"k": 2}
+    store = JobStore.open(tmp_path, "a", identity)
+    for index in range(3):
+        store.save_chunk(index, {"x": torch.full((64,), float(index))}, {"frames": [index, index + 1]})
+    store.save_step(3, 5, {"latent": torch.ones(8)})
+    (store.root / "chunk-0000.safetensors").write_bytes(b"")  # empty
+    data = (store.root / "chunk-0002.safetensors").read_bytes()
+    (store.root / "chunk-0002.safetensors").write_bytes(data[: len(data) - 10])  # short
+    with caplog.at_level("WARNING", logger="vidscale.work.store"):
+        again = JobStore.open(tmp_path, "a", identity)
+    assert again.finished == {1} and again.running == {"chunk": 3, "step": 5, "file": "chunk-0003-step-0005.safetensors"}
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and all("cannot be read; it is computed again" in line for line in lines)
+    assert "chunk 0 (chunk-0000.safetensors)" in lines[0] and "chunk 2 (chunk-0002.safetensors)" in lines[1]
+    assert torch.equal(again.load_chunk(1)["x"], torch.full((64,), 1.0))
+    (again.root / "chunk-0003-step-0005.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{}")  # header lies
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vidscale.work.store"):
+        assert JobStore.open(tmp_path, "a", identity).running is None
+    assert "the step checkpoint of chunk 3" in caplog.records[0].getMessage()
+
+
+def test_manifest_names_that_are_not_the_store_s_own_are_never_read_or_deleted(tmp_path, caplog):
+    identity = {"k": 3}
+    store = JobStore.open(tmp_path, "a", identity)
+    outside = tmp_path / "precious.safetensors"
+    store.save_chunk(0, {"x": torch.zeros(2)}, {})
+    outside.write_bytes((store.root / "chunk-0000.safetensors").read_bytes())  # a valid file, elsewhere
+    manifest = json.loads((store.root / "manifest.json").read_text())
+    manifest["chunks"] = {"0": {"file": str(outside)}, "1": {"file": "../precious.safetensors"},
+                          "x": {"file": "chunk-0000.safetensors"}}
+    manifest["running"] = {"chunk": 2, "step": 1, "file": str(outside)}
+    (store.root / "manifest.json").write_text(json.dumps(manifest))
+    again = JobStore.open(tmp_path, "a", identity)
+    assert again.finished == set() and again.running is None
+    again.save_chunk(0, {"x": torch.ones(2)}, {})
+    again.complete({"ok": True})
+    assert outside.exists()  # named by the manifest, never touched
+    torn = JobStore.open(tmp_path, "b", identity)  # a manifest that does not parse: start afresh
+    (torn.root / "manifest.json").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="vidscale.work.store"):
+        assert JobStore.open(tmp_path, "b", identity).finished == set()
+    assert "the job's manifest cannot be read" in caplog.records[-1].getMessage()

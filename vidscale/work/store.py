@@ -102,6 +102,8 @@ class JobStore:
                 raise JobError(f"{store.root}: job folder belongs to another job; remove it")
             if not saved.get("complete"):  # a finished job run again (--overwrite) starts afresh
                 store.manifest = store._trusted(saved)
+                if store.manifest != saved:  # entries dropped: say it once, not on every open
+                    store._save_manifest()
                 return store
         store._save_manifest()
         return store
@@ -125,7 +127,7 @@ class JobStore:
     def _trusted(self, saved: dict[str, Any]) -> dict[str, Any]:
         """``saved`` with only the entries whose files have the store's own names and read
         completely; the others are dropped, each with a warning line, so their work is done again."""
-        manifest: dict[str, Any] = {**self.manifest, "chunks": {}}
+        manifest: dict[str, Any] = {"identity": saved["identity"], "chunks": {}, "complete": False}
         entries = saved.get("chunks")
         for key, entry in (entries.items() if isinstance(entries, dict) else []):
             own = chunk_file(int(key)) if key.isdigit() else None
