@@ -1,12 +1,16 @@
-"""The job store resumes exactly what was saved and never mixes jobs."""
+"""The job store resumes exactly what was saved, never mixes jobs, and trusts a file only once it reads."""
 
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 from vidscale.errors import JobError
 from vidscale.work.store import JobStore
+from watch_helpers import FREESCALE_TINY, decoded, job_progress, run_vidscale
 
 
 def test_saved_chunks_survive_a_reopen(tmp_path):
@@ -91,3 +95,39 @@ def test_manifest_names_that_are_not_the_store_s_own_are_never_read_or_deleted(t
     with caplog.at_level("WARNING", logger="vidscale.work.store"):
         assert JobStore.open(tmp_path, "b", identity).finished == set()
     assert "the job's manifest cannot be read" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.slow
+def test_chunk_files_truncated_after_a_sigkill_are_recomputed_to_a_clean_run_s_frames(tmp_path, make_clip):
+    """What a power cut can leave: the manifest names chunks whose files are empty or short. The
+    rerun recomputes them (saying so) and its frames equal an uninterrupted run's."""
+    clip = make_clip(frames=12)
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(FREESCALE_TINY)  # 5 chunks of 3 steps on the random tiny model
+    reference = tmp_path / "reference.mov"
+    clean = run_vidscale("upscale", str(clip), "--preset", str(preset), "-o", str(reference), "-q", timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    out = tmp_path / "out"
+    args = ["upscale", str(clip), "--preset", str(preset), "-o", str(out / "a_2x.mov"), "-q"]
+    process = subprocess.Popen([sys.executable, "-m", "vidscale", *args], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while (job_progress(out) or (0, False))[0] < 3:
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "three chunks not stored within 300 s"
+        time.sleep(0.02)
+    process.kill()
+    process.wait(30)
+    finished, complete = job_progress(out)
+    assert 3 <= finished < 5 and not complete
+    chunks = sorted(out.glob(".vidscale-jobs/*/chunk-000[0-2].safetensors"))
+    assert len(chunks) == 3
+    chunks[0].write_bytes(b"")  # the rename reached the disk, the data did not
+    for chunk in chunks[1:]:
+        data = chunk.read_bytes()
+        chunk.write_bytes(data[: len(data) // 2])
+    rerun = run_vidscale(*args, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stderr.count("cannot be read; it is computed again") == 3, rerun.stderr
+    frames, expected = decoded(out / "a_2x.mov"), decoded(reference)
+    assert len(frames) == len(expected) == 12
+    assert all((got == want).all() for got, want in zip(frames, expected))
