@@ -63,7 +63,8 @@ def test_watch_once_on_an_empty_folder_and_a_bad_out_dir(tmp_path):
                                 "--preset", "preview-lanczos-2x"])
     assert done.exit_code == 0, done.output
     assert "0 done, 0 failed" in done.output and (tmp_path / "inbox" / ".vidscale" / "status.json").exists()
-    same = runner.invoke(main, ["watch", str(tmp_path / "inbox"), "--out-dir", str(tmp_path / "inbox")])
+    same = runner.invoke(main, ["watch", str(tmp_path / "inbox"), "--out-dir", str(tmp_path / "inbox"),
+                                "--preset", "preview-lanczos-2x"])
     assert same.exit_code == 2 and "cannot be the inbox itself" in same.output
 
 
