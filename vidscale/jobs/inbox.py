@@ -202,21 +202,26 @@ class InboxLayout:
         return [rel for _ctime, rel in sorted((st.st_ctime_ns, rel) for rel, st in found)]
 
     def entry(self, area: str, rel: Path) -> os.stat_result | None:
-        """``lstat`` of ``rel`` in a held folder (None when it is not there any more)."""
+        """``lstat`` of ``rel`` in a held folder; None when it cannot be reached there any more
+        (gone, or a folder on its way replaced by a symlink)."""
         try:
             with self.folder(area, rel.parent) as fd:
                 return os.stat(rel.name, dir_fd=fd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:
             return None
 
     def link_target(self, area: str, rel: Path) -> tuple[str, os.stat_result | None]:
-        """Where symlink ``rel`` points, and ``stat`` of what it leads to (None: nothing readable)."""
-        with self.folder(area, rel.parent) as fd:
-            target = os.readlink(rel.name, dir_fd=fd)
-            try:
-                return target, os.stat(rel.name, dir_fd=fd)
-            except OSError:
-                return target, None
+        """Where symlink ``rel`` points ("?" when it cannot be read), and ``stat`` of what it leads
+        to (None: nothing readable). Only the link is read, never the file it leads to."""
+        try:
+            with self.folder(area, rel.parent) as fd:
+                target = os.readlink(rel.name, dir_fd=fd)
+                try:
+                    return target, os.stat(rel.name, dir_fd=fd)
+                except OSError:
+                    return target, None
+        except OSError:
+            return "?", None
 
     def folder_settings(self, rel: Path, base: Settings, base_label: str) -> FolderSettings:
         """``base`` with every ``vidscale.toml`` from the inbox down to ``rel``'s folder layered on."""
@@ -238,25 +243,28 @@ class InboxLayout:
         """The text of ``folder/vidscale.toml`` (None: there is none); refused unread when it is a
         symlink, not a regular file, or bigger than ``SETTINGS_LIMIT``."""
         label = folder / SETTINGS_FILE
-        with self.folder("inbox", folder) as fd:
-            try:
-                handle = os.open(SETTINGS_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                                 dir_fd=fd)
-            except FileNotFoundError:
-                return None
-            except OSError as exc:
-                raise SettingsError(f"{label}: cannot read the folder's settings ({_why(exc)}); "
-                                    "make it a plain file in the folder") from None
+        try:
+            with self.folder("inbox", folder) as fd:
+                try:
+                    handle = os.open(SETTINGS_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                                     dir_fd=fd)
+                except FileNotFoundError:
+                    return None
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise SettingsError(f"{label}: cannot read the folder's settings ({_why(exc)}); "
+                                "make it a plain file in a plain folder") from None
         with os.fdopen(handle, "rb") as stream:
             info = os.fstat(stream.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise SettingsError(f"{label}: is not a plain file; remove it or make it one")
-            if info.st_size > SETTINGS_LIMIT:
-                raise SettingsError(f"{label}: is {info.st_size} bytes, more than a folder's settings may be "
-                                    f"({SETTINGS_LIMIT // 1024} KiB); it was not read: shorten it")
-            data = stream.read(SETTINGS_LIMIT + 1)
+            data = stream.read(SETTINGS_LIMIT + 1) if info.st_size <= SETTINGS_LIMIT else b""
+        if info.st_size > SETTINGS_LIMIT or len(data) > SETTINGS_LIMIT:  # or it grew meanwhile
+            raise SettingsError(f"{label}: is {max(info.st_size, len(data))} bytes, more than a folder's "
+                                f"settings may be ({SETTINGS_LIMIT // 1024} KiB); it was not read: shorten it")
         try:
-            return data[:SETTINGS_LIMIT].decode("utf-8")
+            return data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SettingsError(f"{label}: is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
 
@@ -360,7 +368,11 @@ def _own_folder(path: Path, *, parents: bool = False) -> int:
         raise InputError(f"{path}: cannot make the watcher's folder ({_why(exc)}); give a folder "
                          "vidscale can write in") from None
     _refuse_link(path)
-    return os.open(path, FOLDER)
+    try:
+        return os.open(path, FOLDER)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the watcher's folder ({_why(exc)}); give a folder vidscale "
+                         "can read and write") from None
 
 
 def _refuse_link(path: Path) -> None:

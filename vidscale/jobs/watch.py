@@ -270,10 +270,10 @@ class Watcher:
         return self.summary
 
     def _begin(self, how: str) -> None:
-        self.journal.event("watching", pid=os.getpid(), out_dir=str(self.layout.out_dir),
+        self.journal.event("watching", pid=os.getpid(), out_dir=shown(self.layout.out_dir),
                            settings=self.base_label, observer=how, once=self.request.once,
                            settle_seconds=self.request.settle_seconds)
-        self.say(f"watching {self.layout.inbox} -> {self.layout.out_dir} ({how}, "
+        self.say(f"watching {shown(self.layout.inbox)} -> {shown(self.layout.out_dir)} ({how}, "
                  f"settle {self.request.settle_seconds:g} s, {self.base_label})")
         self.journal.status.state = "watching"
         self._scan()
@@ -284,7 +284,7 @@ class Watcher:
         self.summary.done, self.summary.failed = counts["done"], counts["failed"]
         left = self.summary.interrupted
         if left:
-            self.say(f"left in {self.layout.processing} to resume on the next start: {', '.join(left)}")
+            self.say(f"left in {shown(self.layout.processing)} to resume on the next start: {', '.join(left)}")
         self.journal.status.state = "stopped"
         self.journal.event("stopped", done=self.summary.done, failed=self.summary.failed,
                            interrupted=left)
@@ -345,7 +345,7 @@ class Watcher:
         if info is None:
             self.queue.forget(rel)  # gone: another watcher took it, or the user moved it
             return False
-        refused = self._refusal(rel, info)
+        refused: Exception | None = self._refusal(rel, info)
         if refused is None:
             try:
                 probe(self.layout.inbox / rel)
@@ -511,7 +511,7 @@ class Watcher:
             with self.layout.folder("failed", record.parent) as folder:
                 os.unlink(record.name, dir_fd=folder)
         except OSError as exc:
-            self.say(f"warning: cannot remove the stale {self.layout.failed / record} ({exc.strerror})")
+            self.say(f"warning: cannot remove the stale {shown(self.layout.failed / record)} ({exc.strerror})")
             return
         self._record("cleared", rel, f"cleared  failed/{shown(record)}: {shown(rel)} is done now",
                      removed=shown(self.layout.failed / record))

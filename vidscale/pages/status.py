@@ -112,6 +112,7 @@ class StatusServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.state_fd: int | None = None  # set below; a failed bind calls server_close first
         self.out_fd: int | None = None
+        self.folders = threading.Lock()  # held while a request looks through the fds, and to close them
         try:
             super().__init__((host, port), StatusHandler)
         except OSError as exc:
@@ -129,10 +130,11 @@ class StatusServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        for fd in (self.state_fd, self.out_fd):
-            if fd is not None:
-                os.close(fd)
-        self.state_fd = self.out_fd = None
+        with self.folders:  # a request still running must not open a name in a closed (reused) fd
+            for fd in (self.state_fd, self.out_fd):
+                if fd is not None:
+                    os.close(fd)
+            self.state_fd = self.out_fd = None
 
     @property
     def url(self) -> str:
@@ -172,15 +174,17 @@ class StatusServer(ThreadingHTTPServer):
 
     def view(self) -> dict[str, Any]:
         """``status.json`` with the running job's progress summarised and links added."""
-        status = read_status(self.state_fd, self.status_file.name)
-        try:
-            return status_view(status, self.out_dir, out_fd=self.out_fd)
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError):
-            return {"state": "status.json is not the watcher's", "done": []}
+        with self.folders:
+            status = read_status(self.state_fd, self.status_file.name)
+            try:
+                return status_view(status, self.out_dir, out_fd=self.out_fd)
+            except (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError):
+                return {"state": "status.json is not the watcher's", "done": []}
 
     def open_file(self, url_path: str) -> int | None:
         """An fd of the file under the output folder that ``url_path`` (after ``/out/``) names."""
-        return open_under(self.out_fd, url_path)
+        with self.folders:
+            return open_under(self.out_fd, url_path)
 
 
 class StatusHandler(BaseHTTPRequestHandler):
@@ -188,8 +192,8 @@ class StatusHandler(BaseHTTPRequestHandler):
     server_version = "vidscale-status"
 
     def setup(self) -> None:
-        self.timeout = self.server.timeout_seconds  # the socket's timeout, for every read and write
         super().setup()
+        self.connection.settimeout(self.server.timeout_seconds)  # for every read and write
 
     def do_GET(self) -> None:  # noqa: N802 - the standard library's naming
         self._respond(body=True)
@@ -305,7 +309,9 @@ def _host_allowed(host: str | None, server: StatusServer, local: str) -> bool:
 
 
 def _same(given: str | None, token: str) -> bool:
-    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+    if not given:
+        return False
+    return hmac.compare_digest(given.encode(), token.encode())
 
 
 def _cookie(header: str | None) -> str | None:
@@ -404,9 +410,8 @@ def job_progress(running: dict[str, Any], now: datetime | None = None) -> dict[s
     if chunk and chunk[1]:
         within = step[0] / step[1] if step and step[1] and step[0] < step[1] else 0.0
         fraction = min(1.0, (chunk[0] + within) / chunk[1])
-    elif progress.get(stage) and progress[stage][1]:
-        done, total = progress[stage]
-        fraction = done / total
+    elif (bar := progress.get(stage)) and bar[1]:
+        fraction = bar[0] / bar[1]
     eta = None
     if fraction and isinstance(running.get("started"), str):
         try:
@@ -417,13 +422,13 @@ def job_progress(running: dict[str, Any], now: datetime | None = None) -> dict[s
     return {"stage": stage, "chunk": chunk, "step": step, "fraction": fraction, "eta_seconds": eta}
 
 
-def _pair(value: Any) -> list[int | None] | None:
-    """``[done, total]`` as the journal writes it (non-negative ints, total maybe None), else None."""
+def _pair(value: Any) -> list[int] | None:
+    """``[done, total]`` as the journal writes it for a bar with a total (non-negative ints), else None."""
     if not (isinstance(value, list) and len(value) == 2):
         return None
     done, total = value
-    numbers = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (done, total or 0))
-    return [done, total] if numbers and (total is None or isinstance(total, int)) else None
+    numbers = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (done, total))
+    return [done, total] if numbers else None
 
 
 def links(output: str | None, out_dir: Path, out_fd: int | None) -> dict[str, str]:
