@@ -30,7 +30,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
-    """Every entry under ``folder`` (links not followed): size, mtime and content of files."""
+    """Every entry under ``folder`` (links not followed): size, mtime and content of files (reading
+    them: take the access times first)."""
     found = {}
     for path in sorted(folder.rglob("*")):
         info = path.lstat()
@@ -87,6 +88,11 @@ def test_a_hostile_inbox_never_crashes_the_watcher_and_nothing_outside_is_touche
     (inbox / "linked-toml" / "vidscale.toml").symlink_to(outside / "secret.txt")
     drop(clip, inbox / "linked-toml" / "e.mp4")
     before = snapshot(outside)
+    watched = [outside, outside / "private.mov", outside / "secret.txt"]
+    for path in watched:  # access times before modification times: the next read (or listing) sets them
+        info = path.stat()
+        os.utime(path, ns=(info.st_mtime_ns - 10**11, info.st_mtime_ns))
+    read_times = [path.stat().st_atime_ns for path in watched]
 
     watch = start_watch(inbox, "--settle", "0.3", "--status-port", "0", *LANCZOS, log=tmp_path / "watch.log")
     pages = None
@@ -115,7 +121,8 @@ def test_a_hostile_inbox_never_crashes_the_watcher_and_nothing_outside_is_touche
     assert code == 0 and "Traceback" not in output, output
     assert pages.codes and set(pages.codes) == {200}, pages.codes
 
-    assert snapshot(outside) == before  # nothing outside was written (or moved away)
+    assert [path.stat().st_atime_ns for path in watched] == read_times  # nothing outside was read or listed
+    assert snapshot(outside) == before  # nor written (or moved away)
     held = inbox / "out.held"
     assert files(held) == sorted(["-x_2x.mov", os.fsdecode(b"caf\xe9_2x.mov"), "good_2x.mov", "new\nline_2x.mov"])
     assert len(decoded(held / os.fsdecode(b"caf\xe9_2x.mov"))) == 4
