@@ -1,17 +1,19 @@
 """``vidscale watch`` SIGKILLed at random instants: nothing lost, nothing twice, the same outputs.
 
-    PYTHONPATH=. python benchmarks/chaos_watch.py [--clips 6] [--kills 50] [--seed 1]
+    PYTHONPATH=. python benchmarks/chaos_watch.py [--clips 8] [--kills 50] [--seed 1]
 
-Work: ``--clips`` tiny clips (64x48, 6 to 12 frames) dropped into one inbox, upscaled by the
-random tiny model with FreeScale (4 steps, chunks of 4 frames sharing 2, a step checkpoint after
-every step), so a kill can land while a clip is claimed, mid-step, between a chunk's file and
-its manifest, between the output's rename and the move to done/, or while the watcher is idle.
+Work: ``--clips`` tiny clips (64x48, 8 to 14 frames) dropped into one inbox, upscaled by the
+random tiny model with FreeScale (8 steps: 6 a chunk after the restart at 0.3, chunks of 4 frames
+sharing 2, a step checkpoint after every step), so a kill can land while a clip is claimed,
+mid-step, between a chunk's file and its manifest, between the output's rename and the move to
+done/, or while the watcher is idle.
 
 1. reference: the same clips in another inbox, one undisturbed ``watch --once``.
 2. chaos: start ``vidscale watch`` on the inbox and SIGKILL it at a random instant (seeded): one
-   time in five while it starts (0.2-2 s after the launch), else 0-``--window`` s after it says it
-   is watching (starting takes seconds: importing torch, checking the weights); start it again,
-   ``--kills`` times; then one ``watch --once`` finishes what is left.
+   time in five while it starts (0.2-2 s after the launch), one in five 0-``--window`` s after it
+   says it is watching (starting takes seconds: importing torch, checking the weights), else
+   0-``--window`` s after a job is running (or 30 s passed without one: all done); start it
+   again, ``--kills`` times; then one ``watch --once`` finishes what is left.
 
 Reported, and checked (the exit status is 1 when any is not 0): clips lost (a dropped clip found
 neither in done/ nor failed/, byte for byte), outputs duplicated (any file in out/ beyond one
@@ -50,7 +52,7 @@ engine = "freescale"
 codec = "prores-lt"
 
 [sampling]
-steps = 4
+steps = 8
 guidance_scale = 1.0
 
 [jobs]
@@ -94,6 +96,12 @@ def running(inbox: Path) -> bool:
         return False
 
 
+def wait_running(inbox: Path, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not running(inbox) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -104,7 +112,7 @@ def outputs(inbox: Path) -> list[Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=6)
+    parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--kills", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--window", type=float, default=6.0, help="seconds after 'watching' a kill lands in")
@@ -113,7 +121,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="chaos-watch-"))
     preset = work / "tiny.toml"
     preset.write_text(PRESET)
-    sources = [gradient_clip(work / f"clip{k}.mp4", width=64, height=48, frames=6 + 2 * (k % 4))
+    sources = [gradient_clip(work / f"clip{k}.mp4", width=64, height=48, frames=8 + 2 * (k % 4))
                for k in range(args.clips)]
     hashes = {source.name: digest(source) for source in sources}
 
@@ -131,10 +139,13 @@ def main() -> int:
     for _ in range(args.kills):
         before = watching(inbox)
         process = watch(inbox, preset, work / "chaos.log")
-        if rng.random() < 0.2:
+        aim = rng.random()
+        if aim < 0.2:
             time.sleep(rng.uniform(0.2, 2.0))
         else:
             wait_watching(inbox, before, process)
+            if aim >= 0.4:
+                wait_running(inbox, process)
             time.sleep(rng.uniform(0.0, args.window))
         if process.poll() is None:
             phase = "starting" if watching(inbox) <= before else ("job" if running(inbox) else "idle")
@@ -159,8 +170,8 @@ def main() -> int:
         if len(got) != len(want) or not all(np.array_equal(a, b) for a, b in zip(got, want)):
             different.append(output.name)
 
-    print(f"chaos_watch: {args.clips} clips of 6-12 frames, tiny FreeScale (3 steps a chunk, a checkpoint "
-          f"every step), seed {args.seed}, kills within {args.window:g} s of 'watching'")
+    print(f"chaos_watch: {args.clips} clips of 8-14 frames, tiny FreeScale (6 steps a chunk, a checkpoint "
+          f"every step), seed {args.seed}, kills within {args.window:g} s of starting, 'watching' or a job")
     print(f"reference (undisturbed --once): {reference_seconds:.1f} s")
     print(f"chaos: {landed} of {args.kills} kills landed ({phases['job']} while a job ran, {phases['idle']} idle, "
           f"{phases['starting']} while starting), then --once exited {final}; {chaos_seconds:.1f} s in all")
