@@ -59,10 +59,12 @@ def test_model_info_of_the_tiny_model_counts_parameters():
 
 def test_watch_once_on_an_empty_folder_and_a_bad_out_dir(tmp_path):
     runner = CliRunner()
-    done = runner.invoke(main, ["watch", str(tmp_path / "inbox"), "--create", "--once", "--settle", "0", "-q"])
+    done = runner.invoke(main, ["watch", str(tmp_path / "inbox"), "--create", "--once", "--settle", "0", "-q",
+                                "--preset", "preview-lanczos-2x"])
     assert done.exit_code == 0, done.output
     assert "0 done, 0 failed" in done.output and (tmp_path / "inbox" / ".vidscale" / "status.json").exists()
-    same = runner.invoke(main, ["watch", str(tmp_path / "inbox"), "--out-dir", str(tmp_path / "inbox")])
+    same = runner.invoke(main, ["watch", str(tmp_path / "inbox"), "--out-dir", str(tmp_path / "inbox"),
+                                "--preset", "preview-lanczos-2x"])
     assert same.exit_code == 2 and "cannot be the inbox itself" in same.output
 
 

@@ -201,3 +201,56 @@ def test_a_bad_cluster_address_is_a_usage_error(make_clip, tmp_path):
                                      "preview-lanczos-2x", "--cluster", "local:two"])
     assert done.exit_code == 2 and "expected local or local:N" in done.output, done.output
     assert not list(tmp_path.iterdir())
+
+
+def test_a_stop_ends_each_unit_after_its_step_and_the_rerun_continues_from_it(cluster, segmented_reference,
+                                                                               tmp_path):
+    """``watch --cluster``'s SIGTERM: the driver asks every worker to stop after its current step.
+    Without a shared folder, the step checkpoints come back to the driver's stores; the rerun sends
+    them with the units, continues from them, and equals the single-process run. Connecting by
+    HOST:PORT says once that Ray has no authentication."""
+    from vidscale.errors import Interrupted
+
+    clip, reference = segmented_reference
+    settings = Settings().replace({**SEGMENTED, "cluster.address": cluster, "cluster.workers": 1})
+    asked: list[bool] = []
+    events: list[dict] = []
+    lines: list[str] = []
+
+    def on_event(event: dict) -> None:
+        events.append(event)
+        asked.append(True)  # stop as soon as the first unit is handed out
+
+    out = tmp_path / "out"
+    request = BatchRequest([clip], settings, out_dir=out, should_stop=lambda: bool(asked))
+    with pytest.raises(Interrupted, match="every worker stopped after its current step"):
+        run_cluster(request, on_event=on_event, log=lines.append)
+    assert [e["unit"] for e in events if e["event"] == "stopped"] == ["long.mp4 segment 0", "long.mp4 segment 1"]
+    assert not any(e["event"] == "done" for e in events)  # no unit ran to its end
+    manifests = [json.loads(m.read_text()) for m in sorted(out.glob(".vidscale-jobs/long.s00*/manifest.json"))]
+    assert [m["running"]["step"] for m in manifests] == [1, 1]  # each stopped after its first step, saved
+    assert [line for line in lines if "Ray has no authentication" in line] == [
+        f"warning: --cluster {cluster}: Ray has no authentication by default; whoever reaches the cluster's "
+        "ports can run code on its machines: keep them on a private network "
+        "(https://docs.ray.io/en/latest/ray-security/index.html)"]
+    summary = run_cluster(BatchRequest([clip], settings, out_dir=out))
+    assert summary.exit_code == 0, summary.to_dict()
+    assert same_frames(out / "long_2x.mp4", reference.output)
+
+
+def test_what_a_driver_stored_reaches_a_worker_s_private_store_as_it_was(tmp_path):
+    """The hand-over that lets a unit continue after a stop without a shared folder."""
+    from vidscale.jobs.cluster import stored
+    from vidscale.jobs.workers import _restore
+    from vidscale.work.store import JobStore
+
+    driver = JobStore.open(tmp_path / "driver", "s", {"k": 1})
+    assert stored(driver) is None
+    driver.save_chunk(0, {"latents": torch.arange(6.0)}, {"frames": [0, 4]})
+    driver.save_step(1, 3, {"latent": torch.ones(2, 3), "stride": torch.tensor([3, 1])})
+    worker = JobStore.open(tmp_path / "worker", "s", {"k": 1})
+    _restore(worker, stored(driver))
+    assert worker.finished == {0} and worker.manifest["chunks"]["0"]["frames"] == [0, 4]
+    assert torch.equal(worker.load_chunk(0)["latents"], torch.arange(6.0))
+    step, tensors = worker.load_step(1)
+    assert step == 3 and torch.equal(tensors["latent"], torch.ones(2, 3))

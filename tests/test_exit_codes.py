@@ -96,13 +96,13 @@ def generate_dry_run(tmp_path, make_clip):
 
 
 def watch_once_all_done(tmp_path, make_clip):
-    return vidscale("watch", tmp_path / "inbox", "--create", *ONCE)
+    return vidscale("watch", tmp_path / "inbox", "--create", *ONCE, *LANCZOS)
 
 
 def watch_stopped_by_a_signal(tmp_path, make_clip):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    watch = start_watch(inbox, "--poll", log=tmp_path / "watch.log")
+    watch = start_watch(inbox, "--poll", *LANCZOS, log=tmp_path / "watch.log")
     try:
         wait_for(lambda: status(inbox).get("state") == "watching", 30, watch, "a watching status")
         code = watch.stop(signal.SIGINT)
@@ -201,7 +201,28 @@ def watch_inbox_missing(tmp_path, make_clip):
 def watch_out_dir_unwritable(tmp_path, make_clip):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    return vidscale("watch", inbox, "--out-dir", unwritable(tmp_path) / "out", *ONCE, expect="cannot write")
+    return vidscale("watch", inbox, "--out-dir", unwritable(tmp_path) / "out", *ONCE, *LANCZOS,
+                    expect="cannot write")
+
+
+def watch_weights_not_found(tmp_path, make_clip):
+    """Found at the start (one line, the fix for watch too), not clip by clip: the clip stays."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    clip = small_clip(inbox, make_clip)
+    code = vidscale("watch", inbox, *ONCE, "--model", tmp_path / "nowhere", expect="Or pass --model")
+    assert clip.exists() and not (inbox / "failed").exists()
+    return code
+
+
+def watch_folder_is_a_symlink(tmp_path, make_clip):
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    inbox.mkdir()
+    elsewhere.mkdir()
+    (inbox / "out").symlink_to(elsewhere)
+    code = vidscale("watch", inbox, *ONCE, *LANCZOS, expect=f"{inbox / 'out'}: is a symbolic link")
+    assert list(elsewhere.iterdir()) == []
+    return code
 
 
 def watch_not_a_video(tmp_path, make_clip):
@@ -356,6 +377,9 @@ CASES: dict[str, Callable[..., int]] = {
     "`timeline`: no OTIO adapter for the edit's or the new edit's format (the line names the package)":
         timeline_no_adapter,
     "`timeline --cluster` (ranges run in this process)": timeline_cluster,
+    "`watch`: VideoCrafter2 weights not found for a freescale preset (at the start, before any clip)":
+        watch_weights_not_found,
+    "`watch`: `out/`, `done/`, `failed/` or `.vidscale/` is a symlink (or a file)": watch_folder_is_a_symlink,
     "`upscale` interrupted by Ctrl-C (the step is saved; the message names the resume command)": upscale_interrupted,
     "`generate` interrupted by Ctrl-C (the step is saved; the message names the resume command)": generate_interrupted,
 }

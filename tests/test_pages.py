@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import re
+import socket
 import urllib.request
 from datetime import datetime
 from html import unescape
@@ -28,6 +30,7 @@ from vidscale.cli import main
 from vidscale.errors import InputError
 from vidscale.jobs.journal import RunningJob, WatchStatus
 from vidscale.pages import review_path, serve_status
+from vidscale.pages import status as status_module
 from vidscale.pages.review import chunk_boundaries, frame_changes, sample_frames
 from vidscale.pages.status import job_progress, status_view
 from vidscale.media import probe
@@ -141,11 +144,14 @@ def served(tmp_path_factory):
         yield server
 
 
-def request(server, method: str, path: str) -> tuple[int, bytes, dict]:
-    """Send ``path`` exactly as given (no client-side normalisation)."""
+def request(server, method: str, path: str, headers: dict | None = None) -> tuple[int, bytes, dict]:
+    """Send ``path`` exactly as given (no client-side normalisation); ``headers`` may replace Host."""
     connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+    headers = headers or {}
     try:
-        connection.putrequest(method, path, skip_host=False, skip_accept_encoding=True)
+        connection.putrequest(method, path, skip_host="Host" in headers, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
         connection.endheaders()
         response = connection.getresponse()
         return response.status, response.read(), dict(response.getheaders())
@@ -256,3 +262,121 @@ def test_status_page_follows_a_running_watch_job_and_links_its_review(tmp_path, 
     assert code == 0, watch.output()
     with pytest.raises(OSError):  # the server went with the watcher
         urllib.request.urlopen(url, timeout=5)
+
+
+# -- the status server as strangers would use it ----------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1:1", "localhost.evil.example",
+                                  "127.0.0.1.nip.io:{port}", ""])
+def test_a_forged_host_is_refused(served, host):
+    """DNS rebinding: a page of another site points its own name at this machine; its requests
+    carry that name as Host, and get 421 (with nothing of the page)."""
+    code, body, _ = request(served, "GET", "/status.json", {"Host": host.format(port=served.server_port)})
+    assert code == 421 and b"watching" not in body
+    for good in (f"127.0.0.1:{served.server_port}", f"localhost:{served.server_port}", "localhost"):
+        assert request(served, "GET", "/status.json", {"Host": good})[0] == 200
+
+
+def test_an_idle_connection_is_closed_within_the_timeout_and_the_page_still_answers(tmp_path):
+    import socket
+    import time
+
+    assert status_module.TIMEOUT_SECONDS == 10
+    with serve_status(tmp_path / "status.json", tmp_path, timeout=1.0) as server:
+        idle = socket.create_connection(("127.0.0.1", server.server_port))
+        idle.settimeout(10)
+        began = time.monotonic()
+        assert idle.recv(100) == b""  # the server closed it: it sent nothing for a second
+        assert time.monotonic() - began < 5
+        idle.close()
+        assert request(server, "GET", "/")[0] == 200
+
+
+def test_connections_beyond_the_cap_get_503_and_the_server_recovers(tmp_path):
+    import socket
+
+    with serve_status(tmp_path / "status.json", tmp_path, timeout=5.0) as server:
+        held = [socket.create_connection(("127.0.0.1", server.server_port)) for _ in range(status_module.MAX_CONNECTIONS)]
+        try:
+            wait_for(lambda: request(server, "GET", "/")[0] == 503, 10, what="503 once every slot is held")
+        finally:
+            for connection in held:
+                connection.close()
+        wait_for(lambda: request(server, "GET", "/")[0] == 200, 10, what="200 once they are gone")
+
+
+def test_out_swapped_for_a_symlink_while_serving_serves_nothing_outside(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_2x.mov").write_bytes(b"movie")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "a_2x.mov").write_bytes(b"secret")
+    (secret / "passwd").write_text("root:x:0:0")
+    with serve_status(tmp_path / "status.json", out) as server:
+        assert request(server, "GET", "/out/a_2x.mov")[:2] == (200, b"movie")
+        out.rename(tmp_path / "out.old")
+        out.symlink_to(secret)
+        for path in ("/out/a_2x.mov", "/out/passwd"):
+            code, body, _ = request(server, "GET", path)
+            assert b"secret" not in body and b"root:" not in body
+            assert code in (200, 404)
+        assert request(server, "GET", "/out/a_2x.mov")[:2] == (200, b"movie")  # the folder it holds
+        assert request(server, "GET", "/out/passwd")[0] == 404
+        assert request(server, "GET", "/")[0] == 200
+
+
+def test_beyond_loopback_a_token_is_required_and_printed(tmp_path):
+    lines: list[str] = []
+    (tmp_path / "a.txt").write_text("a")
+    with serve_status(tmp_path / "status.json", tmp_path, host="0.0.0.0", say=lines.append) as server:
+        token = server.token
+        assert token and len(token) >= 24
+        assert lines[0].startswith("warning: the status page listens on 0.0.0.0, beyond this machine")
+        assert lines[1] == f"status page at http://{socket.gethostname()}:{server.server_port}/?token={token}"
+        for path in ("/", "/status.json", "/out/a.txt", f"/?token={token[:-1]}x"):
+            code, body, _ = request(server, "GET", path)
+            assert code == 403 and b"starting" not in body and b"token" in body
+        code, _, headers = request(server, "GET", f"/?token={token}")
+        assert code == 200 and headers["Set-Cookie"].startswith(f"vidscale_status={token};")
+        assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
+        assert request(server, "GET", "/out/a.txt", {"Cookie": f"vidscale_status={token}"})[:2] == (200, b"a")
+        assert request(server, "GET", "/status.json", {"Authorization": f"Bearer {token}"})[0] == 200
+        assert request(server, "GET", "/status.json", {"Cookie": "vidscale_status=guess"})[0] == 403
+    with serve_status(tmp_path / "status.json", tmp_path, token="s3cret") as loopback:  # asked for on loopback
+        assert request(loopback, "GET", "/")[0] == 403 and request(loopback, "GET", "/?token=s3cret")[0] == 200
+    with serve_status(tmp_path / "status.json", tmp_path, say=lines.append) as plain:
+        assert plain.token is None and request(plain, "GET", "/")[0] == 200
+        assert lines[-1] == f"status page at {plain.url}" and not lines[-2].startswith("warning")
+
+
+def test_any_file_name_shows_and_every_value_is_escaped(tmp_path):
+    """A status.json as a hostile colleague could write it: odd names, markup, a forged link and
+    counts that are not numbers. The page answers 200, escapes everything, links nothing forged."""
+    out = tmp_path / "out"
+    out.mkdir()
+    odd = os.fsdecode(b"caf\xe9 <b>.mov")
+    (out / odd).write_bytes(b"odd")
+    status = {"state": "<script>alert(1)</script>", "inbox": "/in\nbox", "counts": {"done": "<i>9</i>"},
+              "queued": ["<img src=x onerror=alert(1)>", 7],
+              "running": {"file": "x\u2028<script>", "progress": {"chunks": ["a", "b"]}},
+              "done": [{"file": odd, "output": str(out / odd), "time": "t", "note": "<u>n</u>",
+                        "output_url": "javascript:alert(1)", "review_url": "https://evil.example/"},
+                       "not a dict"],
+              "failed": [{"file": "<b>bad</b>", "error": "x\udcff"}]}
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    with serve_status(tmp_path / "status.json", out) as server:
+        code, body, _ = request(server, "GET", "/")
+        page = body.decode("utf-8")
+        assert code == 200 and "<script>alert" not in page and "<img src=x" not in page and "<b>" not in page
+        assert "javascript:" not in page and "evil.example" not in page and "<i>9</i>" not in page
+        assert "0 done" in page and r"caf\xe9 &lt;b&gt;.mov" in page and "&lt;u&gt;n&lt;/u&gt;" in page
+        href = re.search(r'<a href="(/out/[^"]+)">', page).group(1)
+        assert href == "/out/caf%E9%20%3Cb%3E.mov"
+        assert request(server, "GET", unescape(href))[:2] == (200, b"odd")
+        code, body, _ = request(server, "GET", "/status.json")
+        assert code == 200 and json.loads(body)["done"][0]["output_url"] == href
+    (tmp_path / "status.json").write_text('{"running": {"started": 5, "progress": {"chunks": [1, 0]}}}')
+    with serve_status(tmp_path / "status.json", out) as server:
+        assert [request(server, "GET", path)[0] for path in ("/", "/status.json")] == [200, 200]

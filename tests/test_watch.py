@@ -401,3 +401,63 @@ def test_a_failure_line_names_the_file_once_and_says_what_to_do(tmp_path):
     line = next(line for line in result.output.splitlines() if line.startswith("failed"))
     assert line.startswith("failed   junk.mp4: ") and str(inbox) not in line, line
     assert "(now failed/junk.mp4; fix the cause and drop it in again)" in line
+
+
+# -- the watch folder as an editor drives it (#24) ----------------------------------------------
+
+
+def test_without_weights_a_freescale_watch_exits_2_at_the_start_naming_the_fix(tmp_path, clip, monkeypatch):
+    """Not clip after clip into failed/ for the same cause: one line, before anything is touched."""
+    monkeypatch.setenv("VIDSCALE_MODEL", str(tmp_path / "nowhere"))
+    inbox = tmp_path / "inbox"
+    drop(clip, inbox / "a.mp4")
+    result = CliRunner().invoke(main, ["watch", str(inbox), "--once", "--settle", "0", "-q"])  # prores-hq-2x
+    assert result.exit_code == 2
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"Error: no VideoCrafter2 weights at {tmp_path / 'nowhere'} ($VIDSCALE_MODEL=")
+    assert "Or pass --model" in line and "`--model tiny` runs a random test model" in line
+    assert files(inbox) == ["a.mp4"]  # no failed/, no .vidscale/: nothing was done
+    lanczos = CliRunner().invoke(main, ["watch", str(inbox), "--once", "--settle", "0", "-q", *LANCZOS])
+    assert lanczos.exit_code == 0, lanczos.output  # the lanczos engine needs no weights
+
+
+def test_a_test_model_result_says_so_on_its_watch_line_and_in_its_event(tmp_path, make_clip):
+    from vidscale.jobs.watch import WatchRequest, watch_folder
+    from vidscale.pipeline.result import TEST_MODEL_NOTE
+
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(FREESCALE_TINY.replace("steps = 4", "steps = 2"))
+    inbox = tmp_path / "inbox"
+    drop(make_clip(frames=3), inbox / "a.mp4")
+    lines: list[str] = []
+    request = WatchRequest(inbox=inbox, out_dir=None, settings=load_settings(preset), preset=str(preset),
+                           once=True, settle_seconds=0)
+    assert watch_folder(request, log=lines.append).done == 1
+    [done] = [line for line in lines if line.startswith("done")]
+    assert done.startswith(f"done     a.mp4 -> {inbox / 'out' / 'a_2x.mov'} (3 frames, ")
+    assert done.endswith(f" s; {TEST_MODEL_NOTE})")
+    assert events(inbox, "done")[0]["note"] == TEST_MODEL_NOTE
+    assert status(inbox)["done"][0]["note"] == TEST_MODEL_NOTE
+
+
+def test_a_clip_that_succeeds_after_a_failure_leaves_no_stale_error_file(tmp_path, clip):
+    from vidscale.jobs.watch import WatchRequest, watch_folder
+
+    inbox = tmp_path / "inbox"
+    (inbox / "x").mkdir(parents=True)
+    (inbox / "x" / "vidscale.toml").write_text('[output]\ncodec = "mpeg2"\n')
+    drop(clip, inbox / "x" / "a.mp4")
+    (inbox / "junk.mp4").write_bytes(b"not a clip" * 300)
+    request = WatchRequest(inbox=inbox, out_dir=None, settings=load_settings("preview-lanczos-2x"),
+                           preset="preview-lanczos-2x", once=True, settle_seconds=0)
+    assert watch_folder(request).failed == 2
+    assert files(inbox / "failed") == ["junk.mp4", "junk.mp4.error.json", "x/a.mp4", "x/a.mp4.error.json"]
+    (inbox / "x" / "vidscale.toml").write_text('[output]\ncodec = "prores-lt"\n')  # the cause fixed,
+    os.rename(inbox / "failed" / "x" / "a.mp4", inbox / "x" / "a.mp4")  # the clip dropped in again
+    lines: list[str] = []
+    assert watch_folder(request, log=lines.append).done == 1
+    assert files(inbox / "done") == ["x/a.mp4"]
+    assert files(inbox / "failed") == ["junk.mp4", "junk.mp4.error.json"]  # only what is failed now
+    assert "cleared  failed/x/a.mp4.error.json: x/a.mp4 is done now" in lines
+    [cleared] = events(inbox, "cleared")
+    assert cleared["file"] == "x/a.mp4" and cleared["removed"] == str(inbox / "failed" / "x" / "a.mp4.error.json")

@@ -1,17 +1,23 @@
-"""Writing files so that a crash never leaves a half-written file under its final name.
+"""Writing files so that a crash or a power cut never leaves a half-written file under its final name.
 
 Everything vidscale writes (outputs, converted weights, chunk results, manifests) goes to a
 temporary name in the destination folder and is renamed into place with :func:`os.replace` only
 once complete; the rename is atomic on one filesystem. On any error the temporary file is removed.
+
+A rename alone is atomic for a crash of the process, not for a power cut: the filesystem may
+commit the rename before the file's data, and after the reboot the final name holds an empty
+file. So the file is fsync'd before the rename and its folder after it (the rename itself is
+then on disk too): a final name holds the old content or the complete new one.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
 import secrets
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,13 +31,48 @@ def temp_name(final: Path) -> Path:
     0o600 would follow the rename and lock colleagues on shared storage out of the output).
     """
     final = Path(final)
+    name, handle = _new_temp(final.name, None, final.parent)
+    os.close(handle)
+    return final.with_name(name)
+
+
+def _new_temp(name: str, folder_fd: int | None, folder: Path = Path()) -> tuple[str, int]:
+    """Create ``.STEM.XXXXXXXX.partial.SUFFIX`` (8 hex digits) beside ``name``; (its name, an fd open
+    for writing). ``O_EXCL`` never opens an existing file, nor follows a symlink planted there."""
+    final = Path(name)
     while True:
-        candidate = final.with_name(f".{final.stem}.{secrets.token_hex(4)}.partial{final.suffix}")  # 8 hex digits
+        candidate = f".{final.stem}.{secrets.token_hex(4)}.partial{final.suffix}"
         try:
-            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return candidate, os.open(folder / candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666,
+                                      dir_fd=folder_fd)
         except FileExistsError:
             continue
-        return candidate
+
+
+def sync_file(path: Path) -> None:
+    """Flush ``path``'s data to the disk (before it is renamed into place)."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def sync_folder(folder: Path | int) -> None:
+    """Flush a folder's entries (a rename in it) to the disk; ``folder`` is a path or an open fd.
+
+    Some network and FUSE filesystems cannot fsync a folder (EINVAL): they commit renames
+    themselves, so that is not an error.
+    """
+    handle = folder if isinstance(folder, int) else os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(handle)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        if not isinstance(folder, int):
+            os.close(handle)
 
 
 def remove_stale_temps(final: Path) -> None:
@@ -74,27 +115,59 @@ def atomic_path(final: Path, *, overwrite: bool = True) -> Iterator[Path]:
                           exit_code=2) from None
     try:
         yield temp
+        sync_file(temp)
         os.replace(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    sync_folder(final.parent)
 
 
-def write_bytes(final: Path, data: bytes) -> None:
-    """Write ``data`` to ``final`` atomically (fsync'd, so a power cut keeps old or new)."""
-    with atomic_path(final) as temp:
-        try:
-            with open(temp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:  # a full disk: the old file, if any, is untouched
-            raise OutputError(f"{final}: cannot write ({exc.strerror or exc})") from None
+def write_bytes(final: Path, data: bytes, *, folder_fd: int | None = None) -> None:
+    """Write ``data`` to ``final`` atomically (fsync'd, so a power cut keeps old or new).
+
+    ``folder_fd``: an open folder that ``final`` (then a bare name) is written in, whatever its
+    path has become meanwhile; no symlink is followed there (the watch folder's state files).
+    """
+    final = Path(final)
+    try:
+        folder = folder_fd if folder_fd is not None else os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise OutputError(f"{final.parent}: output folder does not exist", exit_code=2) from None
+    except OSError as exc:
+        raise OutputError(f"{final.parent}: cannot write in the output folder ({exc.strerror})",
+                          exit_code=2) from None
+    try:
+        _write_in(folder, final, data)
+    finally:
+        if folder_fd is None:
+            os.close(folder)
 
 
-def write_json(final: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``final`` atomically."""
-    write_bytes(final, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())
+def _write_in(folder: int, final: Path, data: bytes) -> None:
+    try:
+        temp, handle = _new_temp(final.name, folder)
+    except OSError as exc:
+        raise OutputError(f"{final}: cannot write ({exc.strerror or exc})", exit_code=2) from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, final.name, src_dir_fd=folder, dst_dir_fd=folder)
+    except BaseException as error:
+        with suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=folder)
+        if isinstance(error, OSError):  # a full disk: the old file, if any, is untouched
+            raise OutputError(f"{final}: cannot write ({error.strerror or error})") from None
+        raise
+    sync_folder(folder)
+
+
+def write_json(final: Path, data: Any, *, folder_fd: int | None = None) -> None:
+    """Write ``data`` as indented JSON to ``final`` atomically (``folder_fd``: see :func:`write_bytes`)."""
+    write_bytes(final, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode(),
+                folder_fd=folder_fd)
 
 
 def check_writable(folder: Path, *, exit_code: int = 2) -> None:

@@ -350,10 +350,15 @@ def generate(prompt: str, output: Path | None, preset: str | None, frames: int |
 @click.option("--status-port", type=click.IntRange(0, 65535),
               help="Serve a read-only status page on this port (0: any free port).")
 @click.option("--status-host", default="127.0.0.1", show_default=True,
-              help="Address the status page listens on (0.0.0.0: every network).")
+              help="Address the status page listens on (0.0.0.0: every network; then a token is required).")
+@click.option("--status-token", metavar="TOKEN",
+              help="Token the status page requires (default: none on loopback, a random one elsewhere).")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Take a dropped symlink's target (default: symlinks go to failed/, nothing outside is read).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def watch(inbox: Path, out_dir: Path | None, once: bool, create: bool, settle: float, poll: bool,
-          status_port: int | None, status_host: str, quiet: bool, **options: Any) -> None:
+          status_port: int | None, status_host: str, status_token: str | None, follow_symlinks: bool,
+          quiet: bool, **options: Any) -> None:
     """Upscale every clip dropped into INBOX; a restart resumes where it stopped.
 
     With --once, the exit status follows upscale's rule: 1 if a clip's job failed, 2 if a file
@@ -369,7 +374,8 @@ def watch(inbox: Path, out_dir: Path | None, once: bool, create: bool, settle: f
     settings = _upscale_settings(options, quiet=quiet)
     request = WatchRequest(inbox=inbox, out_dir=out_dir, settings=settings, preset=preset,
                            once=once, settle_seconds=settle, poll=poll, create=create,
-                           status_port=status_port, status_host=status_host)
+                           status_port=status_port, status_host=status_host, status_token=status_token,
+                           follow_symlinks=follow_symlinks)
     summary = watch_folder(request, progress=Progress(enabled=not quiet), log=click.echo)
     if once:
         sys.exit(summary.exit_code)

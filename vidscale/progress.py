@@ -3,12 +3,15 @@
 Library code takes a :class:`Progress` and opens bars with :meth:`Progress.bar`; the CLI passes a
 drawing one or a quiet one. On a terminal the bars are tqdm's (redrawn in place, with ETA); when
 the stream is not a terminal (a log file, CI, ``2>job.log``) carriage-return redraws would pile up
-as one unreadable line, so each bar writes whole lines instead: an outer bar when it starts, at
-every ``LINE_PERCENT`` % and when it ends; a nested one (the steps of a chunk) when it ends. Nothing here changes what is computed.
+as one unreadable line, so each bar writes whole lines instead: when it starts (outer bars only),
+at every ``LINE_PERCENT`` %, at least every ``LINE_SECONDS`` while it runs, and when it ends, with
+the ETA. Nested bars (the steps of a chunk) write them too: a GPU chunk can take ten minutes, and
+whoever tails the log must see it move. Nothing here changes what is computed.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -18,6 +21,7 @@ from tqdm import tqdm
 
 Log = Callable[[str], Any]  # where a driver's status lines go (the CLI: stderr; tests: a list)
 LINE_PERCENT = 10  # without a terminal: one line per this much progress (and at start and end)
+LINE_SECONDS = 30.0  # ... and one at least this often while a bar moves, however slowly
 
 
 class Bar(Protocol):
@@ -65,15 +69,17 @@ def _is_terminal(stream: IO[str]) -> bool:
 
 
 class LineBar:
-    """A bar for logs: whole lines at the start, every ``LINE_PERCENT`` % and the end (nested:
-    ``indent`` > 0, only the end)."""
+    """A bar for logs: whole lines at the start (outer bars), at every ``LINE_PERCENT`` %, when
+    ``LINE_SECONDS`` passed since the last line, and at the end; nested bars are indented."""
 
-    def __init__(self, desc: str, total: int | None, unit: str, stream: IO[str], indent: int = 0):
+    def __init__(self, desc: str, total: int | None, unit: str, stream: IO[str], indent: int = 0,
+                 clock: Callable[[], float] = time.perf_counter):
         self.desc, self.total, self.unit, self.stream = desc, total, unit, stream
         self.indent = "  " * indent
         self.done = 0
         self.postfix = ""
-        self._started = time.perf_counter()
+        self._clock = clock
+        self._started = self._last_line = clock()
         self._next_percent = LINE_PERCENT
 
     def start(self) -> None:
@@ -83,22 +89,53 @@ class LineBar:
 
     def update(self, n: int = 1) -> None:
         self.done += n
-        if self.indent or not self.total or self.done >= self.total:
+        if self.total and self.done >= self.total:
             return  # the end line says it
-        percent = 100 * self.done // self.total
-        if percent >= self._next_percent:
+        percent = 100 * self.done // self.total if self.total else 0
+        slow = self._clock() - self._last_line >= LINE_SECONDS
+        if self.total and percent >= self._next_percent:
             self._next_percent = (percent // LINE_PERCENT + 1) * LINE_PERCENT
-            self._write(f"{self.desc}: {self.done}/{self.total} {self.unit} ({percent}%)")
+        elif not slow:
+            return
+        count = f"{self.done}/{self.total} {self.unit} ({percent}%)" if self.total else f"{self.done} {self.unit}"
+        self._write(f"{self.desc}: {count}{self._eta()}")
+
+    def _eta(self) -> str:
+        """``, ETA 2 min 5 s``: the rest at the pace so far (nothing before a unit is done)."""
+        if not self.total or not self.done:
+            return ""
+        elapsed = self._clock() - self._started
+        return f", ETA {duration(elapsed * (self.total - self.done) / self.done)}"
 
     def set_postfix_str(self, s: str) -> None:
         self.postfix = s
 
     def finish(self) -> None:
         count = f"{self.done}/{self.total}" if self.total else str(self.done)
-        elapsed = time.perf_counter() - self._started
+        elapsed = self._clock() - self._started
         postfix = f", {self.postfix}" if self.postfix else ""
         self._write(f"{self.desc}: {count} {self.unit} in {elapsed:.1f} s{postfix}")
 
     def _write(self, line: str) -> None:
         self.stream.write(f"{self.indent}{line}\n")
         self.stream.flush()
+        self._last_line = self._clock()
+
+
+def shown(name: object) -> str:
+    """A file name (or a message naming one) as status lines, logs and pages show it: bytes that are
+    not UTF-8 as ``\\xNN`` and control characters (a newline) escaped, so every name shows and none
+    forges a line. Anyone who can drop a file in a watch folder chooses its name."""
+    text = os.fsencode(str(name)).decode("utf-8", "backslashreplace")
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+                   for char in text)
+
+
+def duration(seconds: float) -> str:
+    """``75`` -> ``1 min 15 s``; ``4000`` -> ``1 h 6 min``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

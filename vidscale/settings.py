@@ -302,6 +302,45 @@ def parse_settings(text: str, source: str, base: Settings | None = None) -> Sett
     return _merge(base or Settings(), data, source)
 
 
+# The keys a folder's vidscale.toml in a watch folder may set: what a colleague chooses per
+# folder (codec, scale, quality and look). Not the model, the engine, memory and chunking
+# (jobs.*), the cluster, nor anything naming a file (upscale.detail_mask): anyone who can drop a
+# file in the inbox can write one, and those keys load code and weights, read files or exhaust
+# the machine. Whole sections are listed by name; the README's list is tested against this one.
+FOLDER_KEYS: tuple[str, ...] = ("description", "output.*", "upscale.scale", "sampling.*", "freescale.*")
+
+
+def folder_key_allowed(key: str) -> bool:
+    """True when a dotted ``section.key`` is one a folder's vidscale.toml may set (:data:`FOLDER_KEYS`)."""
+    return key in FOLDER_KEYS or f"{key.partition('.')[0]}.*" in FOLDER_KEYS
+
+
+def parse_folder_settings(text: str, source: str, base: Settings) -> Settings:
+    """A watch folder's ``vidscale.toml`` on top of ``base``: like :func:`parse_settings`, but a key
+    outside :data:`FOLDER_KEYS` is refused, named, before anything is applied."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{source}: not valid TOML: {exc}") from None
+    for key in _dotted(data):
+        if not folder_key_allowed(key):
+            raise SettingsError(f"{source}: {key} cannot be set in a folder's vidscale.toml (only the "
+                                f"watcher's own preset and options may set it); remove it. A folder may "
+                                f"set {', '.join(FOLDER_KEYS)}")
+    return _merge(base, data, source)
+
+
+def _dotted(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``{"model": {"path": ...}}`` -> ``["model.path"]`` (tables flattened, values not)."""
+    keys = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            keys += _dotted(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def load_settings(preset: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
     """Defaults, then the preset (a shipped name or a file path), then ``{"section.key": value}``."""
     settings = Settings()
@@ -334,5 +373,6 @@ def _toml_value(value: Any) -> str:
 __all__ = [
     "Codec", "OutputSettings", "UpscaleSettings", "ModelSettings", "SamplingSettings",
     "FreeScaleSettings", "JobSettings", "GenerateSettings", "ClusterSettings", "Settings",
-    "preset_names", "preset_text", "parse_settings", "load_settings", "as_toml",
+    "preset_names", "preset_text", "parse_settings", "load_settings", "as_toml", "FOLDER_KEYS",
+    "folder_key_allowed", "parse_folder_settings",
 ]

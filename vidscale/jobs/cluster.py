@@ -24,6 +24,14 @@ Faults:
   others only.
 * A unit that fails for a reason a retry cannot fix (a bad clip: a :class:`VidscaleError`) fails
   its clip only, with that error; the summary and exit codes are the batch's.
+* Asked to stop (SIGINT/SIGTERM: ``should_stop``), the driver hands out nothing more and asks
+  every worker to stop its segment after the current step: the step is checkpointed (in the
+  shared store, or sent back with the finished chunks to the driver's), and the next run's unit
+  continues from it (the driver sends a segment's stored chunks and checkpoint with the unit).
+
+Ray has no authentication by default: anyone who reaches a cluster's ports can run code on its
+machines. A local cluster listens on loopback only; for ``auto`` and ``HOST:PORT`` the driver
+says so once (``RAY_SECURITY``).
 
 Ray is imported here only, and this module only with ``--cluster``: ``pip install vidscale[ray]``.
 """
@@ -46,12 +54,14 @@ from .batch import (BatchRequest, BatchSummary, ItemResult, Ready, check_item, d
                     finish_batch, run_batch, start_batch)
 from .engines import finish_job
 from .models import ModelKeeper
-from .workers import UnitFailed, Worker
+from .workers import UnitFailed, UnitStopped, Worker
 
 Event = Callable[[dict[str, Any]], Any]
 IN_FLIGHT = 2  # units queued per worker, so it never waits for the driver between two units
 START_SECONDS = 300  # how long a worker may take to (re)start before the run fails
 CONTROL = "control"  # the actor's concurrency group for calls that must not wait behind a unit
+WAIT_SECONDS = 0.5  # how often the driver looks at should_stop while units run
+RAY_SECURITY = "https://docs.ray.io/en/latest/ray-security/index.html"
 
 
 @dataclass
@@ -85,12 +95,14 @@ class Unit:
 class Cluster:
     """A connection to Ray and a pool of workers, kept across jobs (a batch or a watcher's clips)."""
 
-    def __init__(self, settings: ClusterSettings, *, on_event: Event | None = None):
+    def __init__(self, settings: ClusterSettings, *, on_event: Event | None = None, say: Log | None = None):
         self.settings = settings
         self.on_event = on_event or (lambda _event: None)
+        self.say = say or (lambda _line: None)
         self.driver_models = ModelKeeper()  # planning needs the model's size; stitching its VAE
         self._ray: Any = None
         self._started = False
+        self._runs = 0  # numbers this cluster's runs, so a stop asked for one never stops the next
         self.workers: list[Any] = []
 
     # -- connecting --------------------------------------------------------------------------
@@ -100,6 +112,10 @@ class Cluster:
         self._ray = _import_ray(local=address == "local")
         if address == "local" and count and not count.isdigit():
             raise InputError(f"--cluster {self.settings.address}: expected local or local:N (N workers)")
+        if address != "local":
+            self.say(f"warning: --cluster {self.settings.address}: Ray has no authentication by default; "
+                     f"whoever reaches the cluster's ports can run code on its machines: keep them on a "
+                     f"private network ({RAY_SECURITY})")
         if not self._ray.is_initialized():  # a caller (a test, a notebook) may run Ray already
             try:
                 if address == "local":  # this machine only, listening on loopback
@@ -160,7 +176,13 @@ class Cluster:
 
     def run(self, runs: list[ClipRun], *, progress: Progress, say: Log,
             should_stop: Callable[[], bool] | None = None) -> None:
-        """Plan every clip, run its units on the workers, write it; sets each run's ``outcome``."""
+        """Plan every clip, run its units on the workers, write it; sets each run's ``outcome``.
+
+        Once ``should_stop`` says yes, nothing more is handed out and every worker stops its unit
+        after the current step (checkpointed); then :class:`Interrupted` is raised.
+        """
+        self._runs += 1
+        number, stopping = self._runs, False
         queue: deque[Unit] = deque(unit for run in runs for unit in self._plan(run, say))
         in_flight: dict[Any, tuple[Unit, int]] = {}
         attempts: dict[tuple[int, int | None], int] = {}
@@ -168,20 +190,32 @@ class Cluster:
             self._write_if_ready(run, progress, say)
         with progress.bar("units", total=len(queue), unit="unit") as bar:
             while queue or in_flight:
-                if should_stop is not None and should_stop():
+                if not stopping and should_stop is not None and should_stop():
+                    stopping = True
+                    self._stop_workers(number)
+                if stopping:
                     queue.clear()
-                self._submit(queue, in_flight)
+                self._submit(queue, in_flight, number)
                 if not in_flight:
                     break
-                ready, _ = self._ray.wait(list(in_flight), num_returns=1)
+                ready, _ = self._ray.wait(list(in_flight), num_returns=1, timeout=WAIT_SECONDS)
+                if not ready:
+                    continue
                 unit, worker = in_flight.pop(ready[0])
                 if self._collect(unit, worker, ready[0], queue, attempts, say):
                     bar.update(1)
                 self._write_if_ready(unit.run, progress, say)
         left = [run.source.name for run in runs if run.outcome is None]
         if left:
-            raise Interrupted(f"stopped with {', '.join(left)} unfinished; finished units are stored: "
-                              "run the same command again to resume")
+            raise Interrupted(f"stopped with {', '.join(left)} unfinished; every worker stopped after its "
+                              "current step, and finished chunks and the steps are stored: run the same "
+                              "command again to resume")
+
+    def _stop_workers(self, number: int) -> None:
+        """Ask every worker to stop run ``number``'s unit after its current step (not waiting: the
+        answers are the units' own results)."""
+        for worker in self.workers:
+            worker.stop.options(concurrency_group=CONTROL).remote(number)
 
     def _plan(self, run: ClipRun, say: Log) -> list[Unit]:
         """The units of ``run`` still to do (a segment already in its store is not run again)."""
@@ -205,7 +239,7 @@ class Cluster:
                 "segments already in the job store")
         return [Unit(run, index) for index in sorted(run.waiting)]
 
-    def _submit(self, queue: deque[Unit], in_flight: dict[Any, tuple[Unit, int]]) -> None:
+    def _submit(self, queue: deque[Unit], in_flight: dict[Any, tuple[Unit, int]], number: int) -> None:
         """Give queued units to workers with room, least busy first."""
         load = [0] * len(self.workers)
         for _unit, worker in in_flight.values():
@@ -218,15 +252,17 @@ class Cluster:
             if unit.run.outcome is not None:
                 continue  # its clip already failed
             pid = self._pid(worker)  # also waits while a killed worker is restarted
-            in_flight[self._call(self.workers[worker], unit)] = (unit, worker)
+            in_flight[self._call(self.workers[worker], unit, number)] = (unit, worker)
             load[worker] += 1
             self.on_event({"event": "submitted", "unit": unit.name, "worker": worker, "pid": pid})
 
-    def _call(self, actor: Any, unit: Unit) -> Any:
+    def _call(self, actor: Any, unit: Unit, number: int) -> Any:
         run = unit.run
         if unit.segment is None:
             return actor.lanczos.remote(run.source, run.output, run.settings, run.frames)
-        return actor.segment.remote(run.clip, unit.segment, run.settings, self.settings.shared_path)
+        saved = None if self.settings.shared_path else stored(run.stores[unit.segment])
+        return actor.segment.remote(run.clip, unit.segment, run.settings, self.settings.shared_path,
+                                    number, saved)
 
     def _collect(self, unit: Unit, worker: int, ref: Any, queue: deque[Unit],
                  attempts: dict[tuple[int, int | None], int], say: Log) -> bool:
@@ -254,6 +290,14 @@ class Cluster:
             self._end(run, ItemResult(run.source, "failed", run.output, error=value.message,
                                       exit_code=value.exit_code), say)
             return True
+        if isinstance(value, UnitStopped):  # asked to stop: what it did is stored, the unit is not done
+            try:
+                self._store(unit, value.chunks, value.running)
+            except VidscaleError as error:
+                self._end(run, failed_item(run.source, run.output, error), say)
+                return True
+            self.on_event({"event": "stopped", "unit": unit.name, "worker": worker})
+            return False
         try:
             self._store(unit, value)
         except VidscaleError as error:  # the job folder cannot be written (a full disk)
@@ -263,7 +307,8 @@ class Cluster:
         self.on_event({"event": "done", "unit": unit.name, "worker": worker})
         return True
 
-    def _store(self, unit: Unit, value: Any) -> None:
+    def _store(self, unit: Unit, value: Any, running: tuple[int, int, Any] | None = None) -> None:
+        """Store what a unit sent back: its chunks, and a stopped unit's step checkpoint."""
         run = unit.run
         if unit.segment is None:
             run.lanczos = value
@@ -273,6 +318,8 @@ class Cluster:
             for index, (tensors, info) in sorted(value.items()):
                 if index not in store.finished:
                     store.save_chunk(index, tensors, info)
+            if running is not None and running[0] not in store.finished:
+                store.save_step(*running)
         else:  # the worker wrote them to the shared folder: read its manifest again
             store = run.stores[unit.segment] = run.clip.store(run.clip.segments[unit.segment], store.root.parent)
         if run.clip.finished(run.clip.segments[unit.segment], store):
@@ -323,6 +370,19 @@ class Cluster:
             error.exit_code = run.outcome.exit_code
             raise error
         return run.outcome.result or {}
+
+
+def stored(store: Any) -> dict[str, Any] | None:
+    """What a segment's job store holds (finished chunks, the running chunk's checkpoint), for a
+    worker without the shared folder to continue from; None when it holds nothing."""
+    chunks = {index: (store.load_chunk(index), {k: v for k, v in store.manifest["chunks"][str(index)].items()
+                                                 if k != "file"}) for index in sorted(store.finished)}
+    running = store.running
+    step = None
+    if running is not None and running["chunk"] not in store.finished:
+        loaded = store.load_step(running["chunk"])
+        step = (running["chunk"], *loaded) if loaded is not None else None
+    return {"chunks": chunks, "running": step} if chunks or step else None
 
 
 # Ray gives a node the address other machines reach it by, even when ``_node_ip_address`` says
@@ -378,9 +438,9 @@ def run_cluster(request: BatchRequest, *, progress: Progress | None = None, log:
             say(describe_item(item))
         items.append(item)
     if runs:
-        with Cluster(request.settings.cluster, on_event=on_event) as cluster:
+        with Cluster(request.settings.cluster, on_event=on_event, say=say) as cluster:
             summary.workers = len(cluster.workers)
-            cluster.run(runs, progress=progress, say=say)
+            cluster.run(runs, progress=progress, say=say, should_stop=request.should_stop)
     by_index = {run.item: run.outcome for run in runs}
     summary.items = [by_index[index] if isinstance(item, Ready) else item for index, item in enumerate(items)]
     finish_batch(summary, found, request, started, say)

@@ -8,6 +8,11 @@ script, ``cat``) never sees a torn file; progress updates are throttled to a few
 Both are a record, not the truth: the truth is where the files are (inbox, processing/, done/,
 failed/). A write that fails (a full disk) is reported once and does not stop the watcher,
 because the clips themselves are still safe.
+
+Both are written in the state folder the watcher holds open, never through a symlink (a link
+planted as ``log.jsonl`` is not followed: the append fails and says so). File names are written
+as :func:`~vidscale.progress.shown` makes them: anyone may drop a file named with bytes that are not UTF-8, or with
+a newline that would forge a line of the log.
 """
 
 from __future__ import annotations
@@ -67,9 +72,11 @@ class WatchStatus:
 class Journal:
     """Appends events to ``log.jsonl`` and keeps ``status.json`` current."""
 
-    def __init__(self, log_file: Path, status_file: Path, status: WatchStatus, warn: Log):
+    def __init__(self, log_file: Path, status_file: Path, status: WatchStatus, warn: Log,
+                 folder_fd: int | None = None):
         self.log_file = log_file
         self.status_file = status_file
+        self.folder_fd = folder_fd  # the held state folder that both files are in (None: by path)
         self.status = status
         self._warn = warn
         self._warned: set[str] = set()
@@ -81,7 +88,9 @@ class Journal:
         record = {"time": now_iso(), "t": time.time(), "event": kind, "file": file, **fields}
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
         try:
-            fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.log_file.name if self.folder_fd is not None else self.log_file,
+                         os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=self.folder_fd)
             try:
                 os.write(fd, line)
             finally:
@@ -95,7 +104,7 @@ class Journal:
         if data == self._written:
             return
         try:
-            write_json(self.status_file, {"updated": now_iso(), **data})
+            write_json(self.status_file, {"updated": now_iso(), **data}, folder_fd=self.folder_fd)
         except OSError as exc:
             self._warn_once("status", f"warning: cannot write {self.status_file} ({exc})")
             return

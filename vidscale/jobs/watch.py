@@ -21,15 +21,22 @@ Why it is built this way:
 * SIGINT/SIGTERM only set a flag (and say so at once): a freescale job stops after its current
   step, saved as a step checkpoint; the clip stays in processing/ and the next start resumes it
   from that step. A second signal stops at once (still safe).
-* A mistyped INBOX or an output folder that cannot be written is found at the start (exit 2),
-  not clip by clip: the watcher creates a missing INBOX only when asked (``create``).
+* A mistyped INBOX, an output folder that cannot be written, one of the watcher's folders that is
+  a symlink, or a freescale preset without its weights is found at the start (exit 2), not clip
+  by clip: the watcher creates a missing INBOX only when asked (``create``).
 * A clip's error (bad file, bad ``vidscale.toml``, unwritable output, a bug) fails that clip only:
-  it goes to failed/ with an error file saying why, and the watcher goes on.
+  it goes to failed/ with an error file saying why, and the watcher goes on. When a clip that
+  failed before succeeds, its old error file is removed: failed/ holds what is failed now.
+* What others drop is untrusted (:mod:`vidscale.jobs.inbox` says how it is handled): a symlink,
+  a pipe or anything else that is not a file goes to failed/ with the reason, unreadable entries
+  are passed over with one line each, and names are logged as :func:`~vidscale.progress.shown`
+  makes them.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import threading
 import time
@@ -42,17 +49,17 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from ..atomic import check_writable, make_folder, write_json
+from ..atomic import check_writable, write_json
 from ..errors import InputError, Interrupted, MediaNotFoundError, SettingsError
 from ..media import probe
 from ..pages import serve_status
-from ..progress import Log, Progress
+from ..progress import Log, Progress, shown
 from ..settings import Settings
 from .arrivals import ArrivalQueue
 from .batch import reason
 from .engines import upscale_one
 from .interrupts import stop_on_signals
-from .inbox import FolderSettings, InboxLayout, move, owned, prune_empty
+from .inbox import FolderSettings, InboxLayout, kind_of
 from .journal import Journal, ReportingProgress, RunningJob, WatchStatus, now_iso
 from .models import ModelKeeper
 
@@ -73,7 +80,9 @@ class WatchRequest:
     poll: bool = False  # poll instead of native file events (network shares)
     status_port: int | None = None  # serve the read-only status page on this port (0: any free)
     status_host: str = "127.0.0.1"  # where it listens: loopback unless asked otherwise
+    status_token: str | None = None  # required by the status page (made up when not on loopback)
     create: bool = False  # make INBOX if it does not exist (else that is an error: a typo?)
+    follow_symlinks: bool = False  # take a dropped symlink's target (else it goes to failed/)
 
 
 @dataclass
@@ -95,20 +104,20 @@ def watch_folder(request: WatchRequest, *, progress: Progress | None = None, log
     """
     say = log or (lambda _line: None)
     check_folders(request)
-    layout = InboxLayout.create(request.inbox, request.out_dir)
-    for folder in (layout.state, layout.out_dir):  # the output folder is made per clip
-        check_writable(folder)
+    check_weights(request.settings)
     stop = stop or threading.Event()
     wake = threading.Event()
-    events = WakeOnChange(layout, wake)
-    with stop_on_signals(stop, _raw_stderr, wake=wake), serving_status(request, layout, say), \
-            file_events(layout.inbox, events, poll=request.poll, say=say) as how, ExitStack() as stack:
-        watcher = Watcher(request, layout, progress or Progress(enabled=False), say, stop, wake, events)
-        if request.settings.cluster.address:  # --cluster: each clip's units on the Ray workers
-            from .cluster import Cluster
+    with InboxLayout.open(request.inbox, request.out_dir) as layout:
+        check_writable(layout.state)
+        events = WakeOnChange(layout, wake)
+        with stop_on_signals(stop, _raw_stderr, wake=wake), serving_status(request, layout, say), \
+                file_events(layout.inbox, events, poll=request.poll, say=say) as how, ExitStack() as stack:
+            watcher = Watcher(request, layout, progress or Progress(enabled=False), say, stop, wake, events)
+            if request.settings.cluster.address:  # --cluster: each clip's units on the Ray workers
+                from .cluster import Cluster
 
-            watcher.cluster = stack.enter_context(Cluster(request.settings.cluster))
-        return watcher.run(how)
+                watcher.cluster = stack.enter_context(Cluster(request.settings.cluster, say=say))
+            return watcher.run(how)
 
 
 def serving_status(request: WatchRequest, layout: InboxLayout, say: Log) -> AbstractContextManager:
@@ -116,7 +125,9 @@ def serving_status(request: WatchRequest, layout: InboxLayout, say: Log) -> Abst
     if request.status_port is None:
         return nullcontext()
     return serve_status(layout.status_file, layout.out_dir, host=request.status_host,
-                        port=request.status_port, say=say)
+                        port=request.status_port, token=request.status_token, say=say)
+
+
 def _raw_stderr(line: str) -> None:
     """A write that is safe inside a signal handler (which may interrupt a print)."""
     with suppress(OSError, ValueError):
@@ -131,6 +142,17 @@ def check_folders(request: WatchRequest) -> None:
     if not inbox.exists() and not request.create:
         raise InputError(f"{inbox}: INBOX does not exist; check the spelling, or pass --create "
                          "to make it")
+
+
+def check_weights(settings: Settings) -> None:
+    """Exit 2 at the start when a freescale preset's weights are missing, rather than failing every
+    clip for the same cause. The watcher's own settings decide the model: a folder's
+    ``vidscale.toml`` may not set ``[model]`` or the engine."""
+    if settings.upscale.engine != "freescale":
+        return
+    from ..model import resolve_model_path
+
+    resolve_model_path(settings.model.path)
 
 
 class WakeOnChange(FileSystemEventHandler):
@@ -208,10 +230,10 @@ def _started(observer: Any, folder: Path, handler: FileSystemEventHandler) -> An
 def error_record(rel: Path, error: BaseException, sources: tuple[str, ...],
                  output: Path | None) -> dict[str, Any]:
     """The content of ``failed/NAME.error.json``: what failed, why, when, with which settings."""
-    return {"file": str(rel), "time": now_iso(),
-            "error": {"type": type(error).__name__, "message": str(error),
+    return {"file": shown(rel), "time": now_iso(),
+            "error": {"type": type(error).__name__, "message": shown(error),
                       "exit_code": getattr(error, "exit_code", 1)},
-            "settings": list(sources), "output": str(output) if output else None}
+            "settings": list(sources), "output": shown(output) if output else None}
 
 
 class Watcher:
@@ -222,14 +244,15 @@ class Watcher:
         self.request, self.layout, self.say = request, layout, say
         self.stop, self.wake, self.events = stop, wake, events
         self.queue = ArrivalQueue(request.settle_seconds)
-        status = WatchStatus(pid=os.getpid(), inbox=str(layout.inbox), out_dir=str(layout.out_dir))
-        self.journal = Journal(layout.log_file, layout.status_file, status, say)
+        status = WatchStatus(pid=os.getpid(), inbox=shown(layout.inbox), out_dir=shown(layout.out_dir))
+        self.journal = Journal(layout.log_file, layout.status_file, status, say, layout.fds["state"])
         self.progress = ReportingProgress(progress, self.journal)
         self.summary = WatchSummary()
         self.stuck: set[Path] = set()  # claimed clips that could not be moved on: left as they are
         self.models = ModelKeeper()
         self.cluster: Any = None  # a vidscale.jobs.cluster.Cluster that runs the jobs instead
         self.targets: set[Path] = set()  # --once: what was in the inbox at the start
+        self.reported: set[tuple[Path | str, str]] = set()  # what was said once (passed over, replaced)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -247,10 +270,10 @@ class Watcher:
         return self.summary
 
     def _begin(self, how: str) -> None:
-        self.journal.event("watching", pid=os.getpid(), out_dir=str(self.layout.out_dir),
+        self.journal.event("watching", pid=os.getpid(), out_dir=shown(self.layout.out_dir),
                            settings=self.base_label, observer=how, once=self.request.once,
                            settle_seconds=self.request.settle_seconds)
-        self.say(f"watching {self.layout.inbox} -> {self.layout.out_dir} ({how}, "
+        self.say(f"watching {shown(self.layout.inbox)} -> {shown(self.layout.out_dir)} ({how}, "
                  f"settle {self.request.settle_seconds:g} s, {self.base_label})")
         self.journal.status.state = "watching"
         self._scan()
@@ -261,7 +284,7 @@ class Watcher:
         self.summary.done, self.summary.failed = counts["done"], counts["failed"]
         left = self.summary.interrupted
         if left:
-            self.say(f"left in {self.layout.processing} to resume on the next start: {', '.join(left)}")
+            self.say(f"left in {shown(self.layout.processing)} to resume on the next start: {', '.join(left)}")
         self.journal.status.state = "stopped"
         self.journal.event("stopped", done=self.summary.done, failed=self.summary.failed,
                            interrupted=left)
@@ -270,6 +293,11 @@ class Watcher:
 
     def _step(self) -> bool:
         """Do the next piece of work: a claimed clip first, then the earliest settled file."""
+        for area in self.layout.replaced():
+            self._once(area, "replaced", f"warning: {self.layout.path(area)} is not the folder the watcher "
+                       "started with any more (renamed, or replaced by a symlink); it goes on in the folder it "
+                       "holds and writes nothing through the new path: put the folder back, then restart it",
+                       folder=area)
         for rel in self.layout.claimed():
             if rel not in self.stuck and self._process(rel, resumed=True):
                 return True
@@ -284,10 +312,19 @@ class Watcher:
     def _scan(self) -> None:
         arrivals = {path.relative_to(self.layout.inbox): number
                     for path, number in self.events.take().items() if self.layout.inbox in path.parents}
-        for rel in self.queue.update(self.layout.scan(), time.monotonic(), arrivals):
-            self.journal.event("queued", str(rel))
-        self.journal.status.queued = [str(rel) for rel in self.queue.queued()]
+        for rel in self.queue.update(self.layout.scan(self._passed_over), time.monotonic(), arrivals):
+            self.journal.event("queued", shown(rel))
+        self.journal.status.queued = [shown(rel) for rel in self.queue.queued()]
         self.journal.save()
+
+    def _passed_over(self, rel: Path, why: str) -> None:
+        self._once(rel, "passed-over", f"passed over {shown(rel) if rel.parts else 'INBOX'}: {why}", reason=why)
+
+    def _once(self, key: Path | str, kind: str, line: str, **fields: Any) -> None:
+        """Record and say ``line`` the first time only (a scan runs every few seconds)."""
+        if (key, line) not in self.reported:
+            self.reported.add((key, line))
+            self._record(kind, Path(key) if isinstance(key, Path) else None, line, **fields)
 
     def _timeout(self) -> float:
         due = self.queue.due_in(time.monotonic())
@@ -303,49 +340,79 @@ class Watcher:
         return self.layout.folder_settings(rel, self.request.settings, self.base_label)
 
     def _take(self, rel: Path) -> bool:
-        """Probe a settled file where it lies: claim a video, move anything else to failed/."""
-        try:
-            probe(self.layout.inbox / rel)
-        except MediaNotFoundError:
+        """Judge a settled entry where it lies: claim a video, move anything else to failed/."""
+        info = self.layout.entry("inbox", rel)
+        if info is None:
             self.queue.forget(rel)  # gone: another watcher took it, or the user moved it
             return False
-        except Exception as error:  # noqa: BLE001 - whatever the reason, it is not a usable video
-            self._fail(self.layout.inbox / rel, rel, error, output=None)
-            if (self.layout.inbox / rel).exists():
+        refused: Exception | None = self._refusal(rel, info)
+        if refused is None:
+            try:
+                probe(self.layout.inbox / rel)
+            except MediaNotFoundError:
+                self.queue.forget(rel)
+                return False
+            except Exception as error:  # noqa: BLE001 - whatever the reason, it is not a usable video
+                refused = error
+        if refused is not None:
+            self._fail("inbox", rel, refused, output=None)
+            if self.layout.entry("inbox", rel) is not None:
                 self.queue.hold(rel)  # could not be moved to failed/: not again until it changes
             else:
                 self.queue.forget(rel)
             return True
-        claimed = self._claim(rel)
+        claimed = self._claim(rel, info)
         return claimed is not None and self._process(claimed, resumed=False)
 
-    def _claim(self, rel: Path) -> Path | None:
+    def _refusal(self, rel: Path, info: os.stat_result) -> InputError | None:
+        """Why a dropped entry is not taken (None: it is a file, or a link that may be followed).
+
+        It is judged by its ``lstat`` and never opened: opening a named pipe would block."""
+        path = self.layout.inbox / rel
+        if stat.S_ISLNK(info.st_mode):
+            target, leads_to = self.layout.link_target("inbox", rel)
+            if not self.request.follow_symlinks:
+                return InputError(f"{path}: is a symbolic link (to {shown(target)}); the watcher takes only "
+                                  "files copied into the folder, so that nothing outside it is read: copy "
+                                  "the clip in (or start the watcher with --follow-symlinks)")
+            if leads_to is None or not stat.S_ISREG(leads_to.st_mode):
+                return InputError(f"{path}: is a symbolic link to {shown(target)}, which is not a readable "
+                                  "file; copy the clip in")
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return InputError(f"{path}: is {kind_of(info)}, not a file; drop video files only")
+        return None
+
+    def _claim(self, rel: Path, info: os.stat_result) -> Path | None:
         """Rename ``rel`` into processing/ under a name that no claimed clip or output uses yet.
 
         Naming it apart (``a (2).mp4``) when ``a.mp4``'s output exists keeps "an output exists"
-        meaning "this claimed clip is finished" (see :meth:`_run`), and never overwrites it.
+        meaning "this claimed clip is finished" (see :meth:`_run`), and never overwrites it. The
+        claimed entry must be the one that was judged (``info``), not one swapped in meanwhile.
         """
         try:
-            target = move(self.layout.inbox / rel, self.layout.processing / rel, taken=self._name_taken)
+            claimed = self.layout.move("inbox", rel, "processing", taken=self._name_taken)
         except FileNotFoundError:
             self.queue.forget(rel)
             return None
         except OSError as exc:
             self.queue.hold(rel)
-            self._record("unclaimable", rel, f"cannot take {rel} ({exc.strerror}); left where it is "
-                         "until it changes", error=str(exc))
+            self._record("unclaimable", rel, f"cannot take {shown(rel)} ({exc.strerror}); left where it is "
+                         "until it changes", error=shown(exc))
             return None
         self.queue.forget(rel)
-        claimed = target.relative_to(self.layout.processing)
-        self._record("claimed", claimed, f"taking   {claimed}", original=str(rel))
+        self._record("claimed", claimed, f"taking   {shown(claimed)}", original=shown(rel))
+        now = self.layout.entry("processing", claimed)
+        if now is None or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            self._fail("processing", claimed, InputError(
+                f"{self.layout.processing / claimed}: was replaced while it was being taken; drop the clip "
+                "in again"), output=None)
+            return None
         return claimed
 
     def _name_taken(self, candidate: Path) -> bool:
-        if candidate.exists():
-            return True
-        rel = candidate.relative_to(self.layout.processing)
         try:
-            return self.layout.output_for(rel, self.folder_settings(rel).settings).exists()
+            return self.layout.output_for(candidate, self.folder_settings(candidate).settings).exists()
         except SettingsError:
             return False  # the job will fail on the settings and say so
 
@@ -355,13 +422,12 @@ class Watcher:
         """Run (or resume) claimed clip ``rel``; False when another watcher holds it."""
         if self.stop.is_set():
             return False
-        path = self.layout.processing / rel
-        with owned(path) as ours:
+        with self.layout.locked(rel, follow_symlinks=self.request.follow_symlinks) as ours:
             if ours:
-                self._run(rel, path, resumed)
+                self._run(rel, resumed)
         return ours
 
-    def _run(self, rel: Path, path: Path, resumed: bool) -> None:
+    def _run(self, rel: Path, resumed: bool) -> None:
         output: Path | None = None
         sources: tuple[str, ...] = (self.base_label,)
         try:
@@ -369,26 +435,31 @@ class Watcher:
             sources = folder.sources
             output = self.layout.output_for(rel, folder.settings)
             if output.exists():
-                self._done(rel, path, output, {}, note="its output already existed")
+                self._done(rel, output, {}, existed=True)
                 return
-            result = self._job(rel, path, output, folder, resumed)
+            result = self._job(rel, output, folder, resumed)
         except Exception as error:  # noqa: BLE001 - one clip's error never stops the watcher
             if isinstance(error, Interrupted):  # we asked it to stop: resumed on the next start
-                self.summary.interrupted.append(str(rel))
-                self._record("interrupted", rel, f"paused   {rel}: {error}", output=str(output))
+                self.summary.interrupted.append(shown(rel))
+                self._record("interrupted", rel, f"paused   {shown(rel)}: {error}",
+                             output=shown(output) if output else None)
             else:
-                self._fail(path, rel, error, output=output, sources=sources)
+                self._fail("processing", rel, error, output=output, sources=sources)
             return
-        self._done(rel, path, output, result)
+        self._done(rel, output, result)
 
-    def _job(self, rel: Path, path: Path, output: Path, folder: FolderSettings,
-             resumed: bool) -> dict[str, Any]:
-        make_folder(output.parent, hint="; make it writable, then move the clip back into the inbox")
+    def _job(self, rel: Path, output: Path, folder: FolderSettings, resumed: bool) -> dict[str, Any]:
+        self.layout.output_folder(rel)
+        for area in ("state", "processing"):  # the engine reads the clip by path
+            if area in self.layout.replaced():
+                raise InputError(f"{self.layout.path(area)}: is not the watcher's folder any more (renamed, "
+                                 "or replaced by a symlink); put it back and restart the watcher")
+        path = self.layout.processing / rel
         kind, verb = ("resumed", "resuming") if resumed else ("started", "starting")
-        self._record(kind, rel, f"{verb} {rel} -> {output}", output=str(output),
+        self._record(kind, rel, f"{verb} {shown(rel)} -> {shown(output)}", output=shown(output),
                      settings=list(folder.sources))
-        self.journal.status.running = RunningJob(str(rel), str(output), now_iso(), list(folder.sources))
-        self.journal.status.queued = [str(q) for q in self.queue.queued()]
+        self.journal.status.running = RunningJob(shown(rel), shown(output), now_iso(), list(folder.sources))
+        self.journal.status.queued = [shown(q) for q in self.queue.queued()]
         self.journal.save()
         try:
             if self.cluster is not None:
@@ -412,37 +483,59 @@ class Watcher:
 
     # -- moving on ----------------------------------------------------------------------------
 
-    def _done(self, rel: Path, path: Path, output: Path, result: dict[str, Any], note: str = "") -> None:
-        target = self._move_on(path, self.layout.done / rel, rel)
+    def _done(self, rel: Path, output: Path, result: dict[str, Any], existed: bool = False) -> None:
+        target = self._move_on("processing", rel, "done")
         if target is None:
             return
+        self._clear_failure(rel)
         frames = result.get("frames")
-        detail = note or f"{frames} frames, {result.get('elapsed_seconds', 0):.1f} s"
-        self._record("done", rel, f"done     {rel} -> {output} ({detail})", output=str(output),
-                     source=str(target), frames=frames, note=note or None)
+        # The result's own note (a test model's output says so): the one wording, from the result.
+        note = "its output already existed" if existed else result.get("note")
+        detail = note if existed else (f"{frames} frames, {result.get('elapsed_seconds', 0):.1f} s"
+                                       + (f"; {note}" if note else ""))
+        self._record("done", rel, f"done     {shown(rel)} -> {shown(output)} ({detail})", output=shown(output),
+                     source=shown(self.layout.done / target), frames=frames, note=note)
         self.journal.status.counts["done"] += 1
-        self.journal.status.done.append({"file": str(rel), "output": str(output), "time": now_iso()})
+        # the output's real name (not UTF-8: JSON's \\udcNN), for the status page's links
+        self.journal.status.done.append({"file": shown(rel), "output": str(output), "time": now_iso(),
+                                         "note": note})
         self.journal.save()
 
-    def _fail(self, path: Path, rel: Path, error: BaseException, *, output: Path | None,
+    def _clear_failure(self, rel: Path) -> None:
+        """``rel`` succeeded: an error file left in failed/ by an earlier try, whose clip is no longer
+        there (it was dropped in again), is stale; remove it (the log keeps what it said)."""
+        record = rel.with_name(rel.name + ".error.json")
+        if self.layout.entry("failed", rel) is not None or self.layout.entry("failed", record) is None:
+            return
+        try:
+            with self.layout.folder("failed", record.parent) as folder:
+                os.unlink(record.name, dir_fd=folder)
+        except OSError as exc:
+            self.say(f"warning: cannot remove the stale {shown(self.layout.failed / record)} ({exc.strerror})")
+            return
+        self._record("cleared", rel, f"cleared  failed/{shown(record)}: {shown(rel)} is done now",
+                     removed=shown(self.layout.failed / record))
+
+    def _fail(self, area: str, rel: Path, error: BaseException, *, output: Path | None,
               sources: tuple[str, ...] | None = None) -> None:
         self.summary.exit_code = max(self.summary.exit_code, getattr(error, "exit_code", 1))
         if sources is None:
             sources = self._sources_or_base(rel)
-        target = self._move_on(path, self.layout.failed / rel, rel)
+        target = self._move_on(area, rel, "failed")
         if target is None:
             return
+        record = self.layout.failed / target.with_name(target.name + ".error.json")
         try:
-            write_json(target.with_name(target.name + ".error.json"),
-                       error_record(rel, error, sources, output))
+            with self.layout.folder("failed", target.parent) as folder:
+                write_json(record, error_record(rel, error, sources, output), folder_fd=folder)
         except OSError as exc:
-            self.say(f"warning: cannot write the error file beside {target} ({exc})")
-        line = (f"failed   {rel}: {reason(error, path)} (now {target.relative_to(self.layout.inbox)}; "
-                "fix the cause and drop it in again)")
-        self._record("failed", rel, line,
-                     error=type(error).__name__, message=str(error), source=str(target))
+            self.say(f"warning: cannot write the error file {shown(record)} ({shown(exc)})")
+        why = shown(reason(error, self.layout.path(area) / rel))
+        line = f"failed   {shown(rel)}: {why} (now failed/{shown(target)}; fix the cause and drop it in again)"
+        self._record("failed", rel, line, error=type(error).__name__, message=shown(error),
+                     source=shown(self.layout.failed / target))
         self.journal.status.counts["failed"] += 1
-        self.journal.status.failed.append({"file": str(rel), "error": str(error), "time": now_iso()})
+        self.journal.status.failed.append({"file": shown(rel), "error": why, "time": now_iso()})
         self.journal.save()
 
     def _sources_or_base(self, rel: Path) -> tuple[str, ...]:
@@ -451,22 +544,21 @@ class Watcher:
         except SettingsError:
             return (self.base_label, "a vidscale.toml that could not be read")
 
-    def _move_on(self, path: Path, target: Path, rel: Path) -> Path | None:
-        """Move a clip to done/ or failed/; on failure leave it where it is, untouched."""
+    def _move_on(self, area: str, rel: Path, to: str) -> Path | None:
+        """Move a clip from ``area`` to done/ or failed/ (its new relative path); on failure leave
+        it where it is, untouched."""
         try:
-            moved = move(path, target)
+            return self.layout.move(area, rel, to)
         except FileNotFoundError:
             return None  # not there any more: another watcher took it
         except OSError as exc:
-            if self.layout.processing in path.parents:
+            if area == "processing":
                 self.stuck.add(rel)  # not retried by this watcher; a restart tries again
-            self._record("stuck", rel, f"cannot move {path} to {target.parent} ({exc.strerror}); "
-                         "left where it is", error=str(exc))
+            self._record("stuck", rel, f"cannot move {shown(self.layout.path(area) / rel)} to "
+                         f"{shown(self.layout.path(to) / rel.parent)} ({exc.strerror}); left where it is",
+                         error=shown(exc))
             return None
-        if self.layout.processing in path.parents:
-            prune_empty(path.parent, self.layout.processing)
-        return moved
 
-    def _record(self, kind: str, rel: Path, line: str, **fields: Any) -> None:
-        self.journal.event(kind, str(rel), **fields)
+    def _record(self, kind: str, rel: Path | None, line: str, **fields: Any) -> None:
+        self.journal.event(kind, shown(rel) if rel is not None else None, **fields)
         self.say(line)

@@ -8,16 +8,25 @@ Layout of a job folder::
                             the running chunk's last step checkpoint (latent, trajectory so far)
     report.json             written when the job completes
 
-Every file is written under a temporary name and renamed into place (``vidscale.atomic``), and a
-chunk is recorded in the manifest only after its file is complete, so a SIGKILL at any instant
-leaves a store that resumes correctly. The folder name carries a hash of everything that decides
-the result; different settings therefore open a different job and results are never mixed.
+Every file is written under a temporary name, fsync'd and renamed into place (``vidscale.atomic``),
+and a chunk is recorded in the manifest only after its file is complete, so a SIGKILL at any
+instant leaves a store that resumes correctly. The folder name carries a hash of everything that
+decides the result; different settings therefore open a different job and results are never mixed.
+
+A stored file is trusted only once it reads: on opening a job, every file the manifest names must
+have the store's own name for its entry (never a path: the manifest may come from anyone who can
+write the folder) and be a complete safetensors file (its header parses and its size is what the
+header says). One that is not (a disk that lost the data after a power cut, a truncated copy) is
+treated as not finished and recomputed, with one warning line saying so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +38,39 @@ from ..atomic import atomic_path, write_json
 from ..errors import JobError, OutputError
 
 MANIFEST = "manifest.json"
+HEADER_LIMIT = 100 * 2**20  # safetensors' own limit on a header's size
+log = logging.getLogger(__name__)  # unconfigured, Python prints a warning's bare message to stderr
+
+
+def chunk_file(index: int) -> str:
+    return f"chunk-{index:04d}.safetensors"
+
+
+def step_file(index: int, step: int) -> str:
+    return f"chunk-{index:04d}-step-{step:04d}.safetensors"
+
+
+def readable(path: Path) -> bool:
+    """True when ``path`` is a complete safetensors file: a regular file (no symlink), whose header
+    parses and whose size is exactly the header plus the tensor data it describes."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(handle, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            head = stream.read(8)
+            if len(head) < 8:
+                return False
+            (length,) = struct.unpack("<Q", head)
+            if length > min(HEADER_LIMIT, size - 8):
+                return False
+            header = json.loads(stream.read(length))
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+        return size == 8 + length + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return False
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
@@ -54,16 +96,59 @@ class JobStore:
         """Open (resume) or create the job for ``identity`` under ``parent/name-<key>``."""
         store = cls(Path(parent) / f"{name}-{job_key(identity)}", identity)
         store.root.mkdir(parents=True, exist_ok=True)
-        path = store.root / MANIFEST
-        if path.exists():
-            saved = json.loads(path.read_text())
+        saved = store._read_manifest()
+        if saved is not None:
             if saved.get("identity") != json.loads(json.dumps(identity, default=str)):
                 raise JobError(f"{store.root}: job folder belongs to another job; remove it")
             if not saved.get("complete"):  # a finished job run again (--overwrite) starts afresh
-                store.manifest = saved
+                store.manifest = store._trusted(saved)
+                if store.manifest != saved:  # entries dropped: say it once, not on every open
+                    store._save_manifest()
                 return store
         store._save_manifest()
         return store
+
+    def _read_manifest(self) -> dict[str, Any] | None:
+        """The saved manifest, or None when there is none, or one that does not read (the job then
+        starts afresh: its files are only ever trusted through a manifest)."""
+        path = self.root / MANIFEST
+        try:
+            saved = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("%s: the job's manifest cannot be read (%s); starting the job afresh", path, exc)
+            return None
+        if not isinstance(saved, dict):
+            log.warning("%s: the job's manifest is not a manifest; starting the job afresh", path)
+            return None
+        return saved
+
+    def _trusted(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """``saved`` with only the entries whose files have the store's own names and read
+        completely; the others are dropped, each with a warning line, so their work is done again."""
+        manifest: dict[str, Any] = {"identity": saved["identity"], "chunks": {}, "complete": False}
+        entries = saved.get("chunks")
+        for key, entry in (entries.items() if isinstance(entries, dict) else []):
+            own = chunk_file(int(key)) if key.isdigit() else None
+            if isinstance(entry, dict) and own and entry.get("file") == own \
+                    and self._reads(own, f"chunk {key}"):
+                manifest["chunks"][key] = entry
+        running = saved.get("running")
+        if isinstance(running, dict) and isinstance(running.get("chunk"), int) \
+                and isinstance(running.get("step"), int):
+            own = step_file(running["chunk"], running["step"])
+            if running.get("file") == own and self._reads(own, f"the step checkpoint of chunk {running['chunk']}"):
+                manifest["running"] = running
+        return manifest
+
+    def _reads(self, name: str, what: str) -> bool:
+        """True when the store's own file ``name`` reads; else it is removed and a line says so."""
+        if readable(self.root / name):
+            return True
+        log.warning("%s: %s (%s) cannot be read; it is computed again", self.root, what, name)
+        (self.root / name).unlink(missing_ok=True)
+        return False
 
     @property
     def finished(self) -> set[int]:
@@ -72,7 +157,7 @@ class JobStore:
 
     def save_chunk(self, index: int, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         """Write a finished chunk's tensors, then record it (in that order, each atomically)."""
-        name = f"chunk-{index:04d}.safetensors"
+        name = chunk_file(index)
         self._write(name, tensors, f"chunk {index}")
         self.manifest["chunks"][str(index)] = {"file": name, **info}
         running = self.manifest.pop("running", None)  # the chunk's checkpoint is spent
@@ -85,7 +170,7 @@ class JobStore:
         The new file is complete before the manifest names it, and the old one is removed only
         after, so a kill at any instant leaves one valid checkpoint (or none, before the first).
         """
-        name = f"chunk-{index:04d}-step-{step:04d}.safetensors"
+        name = step_file(index, step)
         self._write(name, tensors, f"the step {step} checkpoint of chunk {index}")
         old = self.manifest.get("running")
         self.manifest["running"] = {"chunk": index, "step": step, "file": name}
@@ -106,8 +191,9 @@ class JobStore:
         return self.manifest.get("running")
 
     def _remove(self, entry: dict[str, Any] | None) -> None:
+        """Delete an entry's file: only ever a name of the store's own (checked when opened)."""
         if entry:
-            (self.root / entry["file"]).unlink(missing_ok=True)
+            (self.root / Path(entry["file"]).name).unlink(missing_ok=True)
 
     def load_chunk(self, index: int) -> dict[str, torch.Tensor]:
         entry = self.manifest["chunks"].get(str(index))
