@@ -259,8 +259,9 @@ class Driver:
         if record is None:
             record = ({"killed": f"stopped at its {cap:.0f} s cap"} if done.killed else
                       {"error": f"speed.py exited {done.rc} without a result; see {LOG}"})
+        builds = [model["build_s"] for model in result.get("models", {}).values()]
         record["process"] = {"seconds": done.seconds, "cap_s": cap, "rc": done.rc,
-                             "model_build_s": result.get("model", {}).get("build_s")}
+                             "model_build_s": sum(builds) if builds else None}
         record["estimate_s"] = estimate
         if self.rate is None:
             self.rate = measured_rate(record, done.seconds, name)

@@ -13,19 +13,32 @@ them in (a new job is one more entry there):
 - ``upscale_2160``: 16 frames 1920x1080 -> 3840x2160 with ``vidscale upscale``'s default preset,
   prores-hq-2x (the clip synthesised with PyAV; tiles where the plan needs them), with seconds per
   output frame and the 48-frame time projected from them;
-  ``upscale_2160_budget22`` the same with ``--memory-budget 22`` (a 24 GB card).
+  ``upscale_2160_budget22`` the same with ``--memory-budget 22`` (a 24 GB card);
+- then the Wan jobs (``--wan-model wan-random``: Wan 2.1 1.3B's architecture and UMT5-XXL with
+  random weights): ``wan_t2v_480``, 81 frames at 480x832, UniPC 50 steps, guidance 5 (preset
+  wan-t2v-960p at its base size); ``wan_t2v_480_fbc`` / ``wan_t2v_480_mag`` the same with
+  ``sampling.cache`` first-block / mag (MagCache's one-off calibration included, as a first
+  generation pays it); ``wan_t2v_960``: the x2 cascade to 960x1664 (preset wan-t2v-960p);
+  ``wan_upscale_1440``: 81 frames 1280x720 -> 2560x1440 (preset wan-upscale-2x; no target, a
+  figure); ``wan_cache``: each cache against none on wan_t2v_480's sampling, wall-time ratio and
+  the final latent's deviation. On random weights that deviation says how much a cache changes
+  the numbers, not whether the picture survives: that needs real weights (``--wan-model FOLDER``).
 
+Each family's model is built at its first job, one family at a time (the other's is freed first).
 Each job runs through the library's entry points (``generate_clip``, ``upscale_clip``). Stages are
 timed from the outside: the progress bars the pipelines open (base, each cascade stage, decode)
 and wrappers around the model's text encoder and VAE; on CUDA every boundary synchronises.
-FLOPs come from the plan's UNet model (``vidscale.work.plan.unet_tflops``, full width, CFG counted
-as batch 2); TFLOP/s is FLOPs of the UNet steps over the denoising seconds; the bf16 peak is looked
-up by device name. A full-size job records which of its targets (one H200, bf16) it ``missed``.
-``--profile-step DIR`` runs a job only up to one step of its highest stage and writes a
-torch.profiler summary of that step (``step_profile.py``).
+FLOPs come from the plan's cost model of the job's model (:class:`vidscale.model.spec.CostModel`:
+VideoCrafter2's UNet fitted to counted FLOPs, Wan's transformer from its config; CFG counted as
+batch 2); TFLOP/s is FLOPs of the denoiser steps over the denoising seconds (with a cache: the
+uncached run's FLOPs, an effective rate); the bf16 peak is looked up by device name. A full-size
+job records which of its targets (one H200, bf16) it ``missed``. ``--profile-step DIR`` runs a
+job only up to one step of its highest stage and writes a torch.profiler summary of that step
+(``step_profile.py``).
 
 ``--reduced`` shrinks widths, sizes and frames so the same jobs run on a CPU in minutes; its
-numbers are for ratios only (DPM 25 vs DDIM 50, compile vs eager), not for the GPU targets.
+numbers are for ratios only (DPM 25 vs DDIM 50, compile vs eager, a cache vs none), not for the
+GPU targets; its Wan jobs run the tiny test model (wan-tiny).
 
     PYTHONPATH=. python benchmarks/speed.py --model random --json speed.json   # GPU: bf16 on cuda
     PYTHONPATH=. python benchmarks/speed.py --reduced                          # CPU: ratios in minutes
@@ -35,6 +48,7 @@ numbers are for ratios only (DPM 25 vs DDIM 50, compile vs eager), not for the G
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import subprocess
@@ -56,24 +70,30 @@ import vidscale
 from vidscale.freescale import restart_index
 from vidscale.model.compile import compile_blocks, uncompile_blocks
 from vidscale.model.configs import TINY_TEXT, TINY_UNET, TINY_VAE
-from vidscale.model.loading import load_videocrafter2
+from vidscale.model.loading import load_videocrafter2, resolve_spec
+from vidscale.model.spec import ModelSpec
 from vidscale.model.videocrafter2 import random_videocrafter2
-from vidscale.pipeline.generate import cascade_factors, generate_clip
+from vidscale.model.wan import load_wan
+from vidscale.pipeline.generate import cascade_factors, generate_clip, generate_latents
 from vidscale.pipeline.loading import peak_memory_gb, reset_peak_memory
-from vidscale.pipeline.steps import plan_for_model
+from vidscale.pipeline.steps import plan_for_model, plan_for_spec
 from vidscale.pipeline.upscale import upscale_clip
 from vidscale.progress import Progress
 from vidscale.settings import Settings, load_settings
-from vidscale.work.plan import VC2_VAE_WIDTH, make_plan, unet_tflops
+from vidscale.work.plan import unet_tflops
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched on the device name.
 BF16_PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0)]
-PROJECTED_FRAMES = 48  # the upscale's reference clip length; its time is projected from 16 frames
 
 # --reduced: same jobs, tiny widths, 1/5 of the side, 2 frames (ratios, not absolute numbers).
 REDUCED_SIZES = {"generate.frames": 2, "generate.base_width": 96, "generate.base_height": 64}
 REDUCED_CONFIGS = {"unet": TINY_UNET, "vae": TINY_VAE, "text_encoder": TINY_TEXT}  # the test widths
 REDUCED_UPSCALE = {"jobs.chunk_frames": 4, "jobs.overlap_frames": 1}
+WAN_BASE_ONLY = {"generate.width": 832, "generate.height": 480}  # no cascade: Wan's own generation
+# Wan on wan-tiny: 9 frames (1 + 4 x 2), 1/10 of the side (48x80 base), the real 50 steps.
+WAN_REDUCED = {"generate.frames": 9, "generate.base_width": 80, "generate.base_height": 48,
+               "generate.width": 80, "generate.height": 48}
+WAN_CACHES = ("first-block", "mag")  # each timed against none by the wan_cache job
 
 
 @dataclass(frozen=True)
@@ -82,18 +102,22 @@ class Job:
     and how long ``gpu_run.py`` lets its process run."""
 
     label: str  # its row in the README's table
-    kind: str  # "t2v" | "upscale" | "unet_compile"
+    kind: str  # "t2v" | "upscale" | "unet_compile" | "wan_cache"
     preset: str | None = None
+    family: str = "videocrafter2"  # the model it runs: "videocrafter2" (--model) or "wan" (--wan-model)
     overrides: dict[str, Any] = field(default_factory=dict)
     reduced: dict[str, Any] = field(default_factory=dict)  # more overrides with --reduced
     clip: tuple[int, int, int] = (0, 0, 0)  # upscale source: width, height, frames
     reduced_clip: tuple[int, int, int] = (0, 0, 0)
+    projected_frames: int = 0  # an upscale's time per output frame is projected to this many (0: none)
     targets: dict[str, float] = field(default_factory=dict)  # record key -> most allowed (full size, one H200)
     cap_s: float = 300.0  # the process's time cap at full size
     reduced_cap_s: float = 600.0  # ... and with --reduced (2 shared CPU cores)
     assumed_s: float = 0.0  # seconds its FLOPs do not account for (compiling): an assumption, for --budget
 
 
+WAN_480_TARGETS = {"elapsed_s": 60.0, "peak_memory_gb": 40.0}
+WAN_CACHED_TARGETS = {"elapsed_s": 30.0, "peak_memory_gb": 40.0}
 JOBS: dict[str, Job] = {
     "t2v_640_dpm25": Job("T2V 16 x 640x1024, DPM++ 2M 25", "t2v", "t2v-640p-fast",
                          reduced={**REDUCED_SIZES, "generate.width": 192, "generate.height": 128},
@@ -108,11 +132,27 @@ JOBS: dict[str, Job] = {
                     targets={"elapsed_s": 180.0, "peak_memory_gb": 80.0}, cap_s=420),
     "upscale_2160": Job("upscale 16 x 1920x1080 -> 3840x2160", "upscale", "prores-hq-2x",
                         reduced=REDUCED_UPSCALE, clip=(1920, 1080, 16), reduced_clip=(96, 54, 6),
-                        targets={"s_per_output_frame": 12.5}, cap_s=360),
+                        projected_frames=48, targets={"s_per_output_frame": 12.5}, cap_s=360),
     "upscale_2160_budget22": Job("the same upscale, --memory-budget 22", "upscale", "prores-hq-2x",
                                  overrides={"jobs.memory_budget_gb": 22.0},
                                  reduced=REDUCED_UPSCALE, clip=(1920, 1080, 16), reduced_clip=(96, 54, 6),
-                                 targets={"peak_memory_gb": 22.0, "peak_reserved_gb": 22.0}, cap_s=420),
+                                 projected_frames=48, targets={"peak_memory_gb": 22.0, "peak_reserved_gb": 22.0},
+                                 cap_s=420),
+    "wan_t2v_480": Job("Wan T2V 81 x 480x832, UniPC 50", "t2v", "wan-t2v-960p", "wan", overrides=WAN_BASE_ONLY,
+                       reduced=WAN_REDUCED, targets=WAN_480_TARGETS, cap_s=240),
+    "wan_t2v_480_fbc": Job("the same, first-block cache", "t2v", "wan-t2v-960p", "wan",
+                           overrides={**WAN_BASE_ONLY, "sampling.cache": "first-block"}, reduced=WAN_REDUCED,
+                           targets=WAN_CACHED_TARGETS, cap_s=240),
+    "wan_t2v_480_mag": Job("the same, MagCache (its calibration run included)", "t2v", "wan-t2v-960p", "wan",
+                           overrides={**WAN_BASE_ONLY, "sampling.cache": "mag"}, reduced=WAN_REDUCED,
+                           targets=WAN_CACHED_TARGETS, cap_s=240),
+    "wan_t2v_960": Job("Wan T2V 81 x 960x1664 (x2 cascade)", "t2v", "wan-t2v-960p", "wan",
+                       reduced={**WAN_REDUCED, "generate.width": 160, "generate.height": 96},
+                       targets={"elapsed_s": 360.0, "peak_memory_gb": 40.0}, cap_s=600),
+    "wan_upscale_1440": Job("Wan upscale 81 x 1280x720 -> 2560x1440", "upscale", "wan-upscale-2x", "wan",
+                            clip=(1280, 720, 81), reduced_clip=(128, 72, 9), cap_s=420),
+    "wan_cache": Job("Wan caches vs none on the 81 x 480x832 sampling: wall time, latent's deviation",
+                     "wan_cache", "wan-t2v-960p", "wan", overrides=WAN_BASE_ONLY, reduced=WAN_REDUCED, cap_s=600),
 }
 COMPILE_CALLS = 3  # timed calls each, eager and compiled, after one warm-up / compiling call
 
@@ -179,17 +219,19 @@ def timed_methods(model: Any, sync: Callable[[], None], names: dict[str, str]) -
             vars(model).pop(method, None)
 
 
-def t2v_unet_work(settings: Settings) -> list[tuple[str, int, float]]:
-    """(stage, UNet steps, TFLOP per step) of a generate job, from the plan's FLOP model."""
+def t2v_unet_work(settings: Settings, spec: ModelSpec) -> list[tuple[str, int, float]]:
+    """(stage, denoiser steps, TFLOP per step) of a generate job on ``spec``'s model, stage by stage:
+    the plan's cost model as :func:`vidscale.work.plan.generate_tflops` applies it to the whole."""
     g, sampling, method = settings.generate, settings.sampling, settings.freescale
     batch = 2 if sampling.guidance_scale > 1 else 1
-    base = (g.base_height // 8) * (g.base_width // 8)
-    work = [("base", sampling.steps, unet_tflops(g.frames, base, base, batch))]
+    frames = spec.grid.latent_frames(g.frames)
+    base = (g.base_height // spec.grid.spatial) * (g.base_width // spec.grid.spatial)
+    work = [("base", sampling.steps, unet_tflops(frames, base, base, batch, spec.cost))]
     high_steps = sampling.steps - restart_index(sampling.steps, method.restart_fraction)
     for factor in cascade_factors(settings):
         tokens = base * factor * factor
         attended = tokens if method.fusion in ("off", "reference", "fast") else min(tokens, base)
-        work.append((f"x{factor}", high_steps, unet_tflops(g.frames, tokens, attended, batch)))
+        work.append((f"x{factor}", high_steps, unet_tflops(frames, tokens, attended, batch, spec.cost)))
     return work
 
 
@@ -197,7 +239,7 @@ def run_t2v(model: Any, settings: Settings, folder: Path, timer: StageTimer) -> 
     sync = timer.sync
     with timed_methods(model, sync, {"encode_prompt": "text", "decoded": "vae_decode"}) as inner:
         result = generate_clip(settings, output=folder / "t2v.mp4", overwrite=True, progress=timer, model=model)
-    work = t2v_unet_work(settings)
+    work = t2v_unet_work(settings, model.spec)
     denoise = [(desc, seconds, total) for desc, seconds, total in timer.stages if desc in ("base", "steps")]
     stages: dict[str, float] = {"text": inner["text"]}
     per_step: dict[str, float] = {}
@@ -212,7 +254,7 @@ def run_t2v(model: Any, settings: Settings, folder: Path, timer: StageTimer) -> 
             "output": f"{result.width}x{result.height}x{result.frames}"}
 
 
-def run_upscale(model: Any, settings: Settings, clip: tuple[int, int, int], folder: Path,
+def run_upscale(model: Any, settings: Settings, clip: tuple[int, int, int], projected_frames: int, folder: Path,
                 timer: StageTimer) -> dict[str, Any]:
     width, height, frames = clip
     source = gradient_clip(folder / "source.mp4", width=width, height=height, frames=frames)
@@ -232,15 +274,60 @@ def run_upscale(model: Any, settings: Settings, clip: tuple[int, int, int], fold
     unet_steps = sum(total or 0 for _, total in steps)
     plan_dict = plan.to_dict()
     per_frame = result.elapsed_seconds / result.frames
-    return {"elapsed_s": result.elapsed_seconds, "stages_s": stages,
-            "s_per_unet_step": {"denoise": denoise / max(1, unet_steps)}, "unet_tflop": plan_dict["tflops_total"],
-            "denoise_s": denoise, "output": f"{result.width}x{result.height}x{result.frames}",
-            "s_per_output_frame": per_frame,
-            "projected": {"frames": PROJECTED_FRAMES, "elapsed_s": per_frame * PROJECTED_FRAMES,
-                          "how": f"PROJECTED, not measured: s per output frame of this {result.frames}-frame "
-                                 f"run times {PROJECTED_FRAMES}"},
-            "plan": {"chunks": len(plan.chunks), "tiles": len(plan.tiles), "fusion": plan.fusion,
-                     "steps": plan.steps, "memory_gb": plan.memory_gb, "notes": plan.notes}}
+    record = {"elapsed_s": result.elapsed_seconds, "stages_s": stages,
+              "s_per_unet_step": {"denoise": denoise / max(1, unet_steps)}, "unet_tflop": plan_dict["tflops_total"],
+              "denoise_s": denoise, "output": f"{result.width}x{result.height}x{result.frames}",
+              "s_per_output_frame": per_frame,
+              "plan": {"chunks": len(plan.chunks), "tiles": len(plan.tiles), "fusion": plan.fusion,
+                       "steps": plan.steps, "memory_gb": plan.memory_gb, "notes": plan.notes}}
+    if projected_frames:
+        record["projected"] = {"frames": projected_frames, "elapsed_s": per_frame * projected_frames,
+                               "how": f"PROJECTED, not measured: s per output frame of this {result.frames}-frame "
+                                      f"run times {projected_frames}"}
+    return record
+
+
+def cache_rounds(reduced: bool) -> int:
+    """Timed rounds of the wan_cache job: one at full size; with --reduced a run takes a fraction
+    of a second on shared cores, so the best of several interleaved rounds."""
+    return 5 if reduced else 1
+
+
+def run_wan_cache(model: Any, settings: Settings, rounds: int, sync: Callable[[], None]) -> dict[str, Any]:
+    """Each of :data:`WAN_CACHES` against none on one sampling run with the job's settings (no
+    decode): the best wall time of ``rounds`` rounds (each runs none, then every cache), and the
+    final latent's deviation from the uncached one (max and mean absolute, and the mean relative
+    to the latent's RMS). One untimed run with each cache goes first: it warms up, and it
+    calibrates MagCache's ratios (a one-off the wan_t2v_480_mag job includes)."""
+
+    def run(cache: str) -> tuple[float, torch.Tensor]:
+        sync()
+        started = time.perf_counter()
+        latents = generate_latents(model, settings.replace({"sampling.cache": cache}),
+                                   generator=torch.Generator(model.device).manual_seed(0))
+        sync()
+        return time.perf_counter() - started, latents.float()
+
+    started = time.perf_counter()
+    for cache in WAN_CACHES:
+        run(cache)
+    seconds: dict[str, list[float]] = {cache: [] for cache in ("none", *WAN_CACHES)}
+    latents: dict[str, torch.Tensor] = {}
+    for _ in range(rounds):
+        for cache in seconds:
+            took, latents[cache] = run(cache)  # the same latent every round: same seed, deterministic
+            seconds[cache].append(took)
+    plain, none_s = latents["none"], min(seconds["none"])
+    rms = float(plain.pow(2).mean().sqrt())
+    caches = {}
+    for cache in WAN_CACHES:
+        deviation = (latents[cache] - plain).abs()
+        caches[cache] = {"seconds": min(seconds[cache]), "wall_ratio": min(seconds[cache]) / none_s,
+                         "max_abs_deviation": float(deviation.max()), "mean_abs_deviation": float(deviation.mean()),
+                         "mean_abs_deviation_over_rms": float(deviation.mean()) / rms}
+    return {"elapsed_s": time.perf_counter() - started,  # the whole comparison, warm-up included
+            "rounds": rounds, "none_s": none_s, "caches": caches,
+            "note": "on random weights the deviation is numeric only; whether quality holds needs real weights"}
 
 
 def compile_shape(reduced: bool) -> tuple[int, tuple[int, int]]:
@@ -277,38 +364,52 @@ def run_unet_compile(model: Any, reduced: bool, sync: Callable[[], None]) -> dic
             "eager_tflops_per_s": None if reduced else tflop / min(eager)}
 
 
-def planned_tflop(job: Job, settings: Settings, reduced: bool, dtype_bytes: int) -> float:
-    """The job's UNet TFLOP from the plan's FLOP model, without a model (for --list and --budget)."""
+def planned_tflop(job: Job, settings: Settings, spec: ModelSpec, reduced: bool, dtype: torch.dtype) -> float:
+    """The job's denoiser TFLOP from the plan's cost model of ``spec``, without a model (for --list
+    and --budget); ``wan_cache``'s sampling runs are counted as uncached (a cache skips calls,
+    MagCache's calibration adds one guidance-free run)."""
     if job.kind == "t2v":
-        return sum(steps * tflops for _, steps, tflops in t2v_unet_work(settings))
-    if job.kind == "upscale":  # plan_for_model's plan, from what the model will be rather than the model
+        return sum(steps * tflops for _, steps, tflops in t2v_unet_work(settings, spec))
+    if job.kind == "wan_cache":
+        runs = len(WAN_CACHES) + cache_rounds(reduced) * (1 + len(WAN_CACHES))
+        return runs * sum(steps * tflops for _, steps, tflops in t2v_unet_work(settings, spec))
+    if job.kind == "upscale":  # the plan upscale_clip makes, from the model's spec rather than the model
         width, height, frames = job.reduced_clip if reduced else job.clip
-        base, vae_width = (((REDUCED_SIZES["generate.base_height"] // 8, REDUCED_SIZES["generate.base_width"] // 8),
-                            REDUCED_CONFIGS["vae"]["block_out_channels"][1]) if reduced else ((40, 64), VC2_VAE_WIDTH))
-        plan = make_plan(width, height, (0, frames), settings, base_latent=base, dtype_bytes=dtype_bytes,
-                         vae_width=vae_width)
+        plan = plan_for_spec(width, height, (0, frames), settings, spec, dtype)
         return plan.tflops_per_step * plan.steps * len(plan.chunks)
     frames, size = compile_shape(reduced)
-    return 2 * (COMPILE_CALLS + 1) * unet_tflops(frames, size[0] * size[1], size[0] * size[1], 2)
+    return 2 * (COMPILE_CALLS + 1) * unet_tflops(frames, size[0] * size[1], size[0] * size[1], 2, spec.cost)
 
 
 def profile_stage(job: Job, settings: Settings) -> tuple[str, int] | None:
     """(progress bar, occurrence) of the job's highest-resolution denoising stage, if it has one."""
     if job.kind == "t2v":
-        return "steps", len(cascade_factors(settings))
+        factors = len(cascade_factors(settings))
+        return ("steps", factors) if factors else ("base", 1)
     if job.kind == "upscale":
         return "steps", 1
     return None
 
 
-def listing(reduced: bool, device: torch.device, dtype: torch.dtype) -> list[dict[str, Any]]:
+def family_spec(family: str, args: argparse.Namespace) -> ModelSpec:
+    """The spec of the model a family's jobs run on (what :func:`build_model` builds), read without
+    loading a weight: its cost model, latent grid and base size plan the jobs for --list."""
+    if family == "wan":
+        return resolve_spec("wan-tiny" if args.reduced else args.wan_model)
+    if args.reduced:  # the random model at the test widths, built on the meta device: nothing allocated
+        return build_model(args, family, torch.device("meta"), torch.float32).spec
+    return resolve_spec(args.model)
+
+
+def listing(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> list[dict[str, Any]]:
     """The jobs in order of value, with what ``gpu_run.py`` and ``speed_table.py`` need of each."""
+    specs = {family: family_spec(family, args) for family in {job.family for job in JOBS.values()}}
     rows = []
     for name, job in JOBS.items():
-        settings = job_settings(job, reduced, device)
+        settings = job_settings(job, args.reduced, device)
         rows.append({"name": name, "label": job.label, "kind": job.kind, "targets": job.targets,
-                     "tflop": planned_tflop(job, settings, reduced, torch.finfo(dtype).bits // 8),
-                     "assumed_s": job.assumed_s, "cap_s": job.reduced_cap_s if reduced else job.cap_s,
+                     "tflop": planned_tflop(job, settings, specs[job.family], args.reduced, dtype),
+                     "assumed_s": job.assumed_s, "cap_s": job.reduced_cap_s if args.reduced else job.cap_s,
                      "profiled": profile_stage(job, settings) is not None})
     return rows
 
@@ -358,7 +459,10 @@ def environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
-def build_model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> Any:
+def build_model(args: argparse.Namespace, family: str, device: torch.device, dtype: torch.dtype) -> Any:
+    """The model of ``family``'s jobs: --model / --wan-model, or with --reduced the test widths."""
+    if family == "wan":
+        return load_wan("wan-tiny" if args.reduced else args.wan_model, device=device, dtype=dtype)
     if args.reduced:
         model = random_videocrafter2(device, dtype, configs=REDUCED_CONFIGS)
         model.base_height, model.base_width = REDUCED_SIZES["generate.base_height"], REDUCED_SIZES["generate.base_width"]
@@ -372,13 +476,15 @@ def job_settings(job: Job, reduced: bool, device: torch.device) -> Settings:
                                       "model.device": device.type})
 
 
-def run_job(name: str, model: Any, args: argparse.Namespace, device: torch.device,
+def run_job(name: str, model_for: Callable[[str], Any], args: argparse.Namespace, device: torch.device,
             sync: Callable[[], None]) -> dict[str, Any]:
-    """One job's record: its figures, or the profile of one step (``--profile-step``), or its error."""
+    """One job's record: its figures, or the profile of one step (``--profile-step``), or its error
+    (building its model included: a missing Wan folder fails the Wan jobs, not the others)."""
     job = JOBS[name]
     reset_peak_memory(device)
     profile = None
     try:
+        model = model_for(job.family)
         settings = job_settings(job, args.reduced, device)
         if args.profile_step is not None:
             stage = profile_stage(job, settings)
@@ -391,7 +497,9 @@ def run_job(name: str, model: Any, args: argparse.Namespace, device: torch.devic
                 record = run_t2v(model, settings, Path(scratch), timer)
             elif job.kind == "upscale":
                 record = run_upscale(model, settings, job.reduced_clip if args.reduced else job.clip,
-                                     Path(scratch), timer)
+                                     job.projected_frames, Path(scratch), timer)
+            elif job.kind == "wan_cache":
+                record = run_wan_cache(model, settings, cache_rounds(args.reduced), sync)
             else:
                 record = run_unet_compile(model, args.reduced, sync)
     except StepProfiled:
@@ -436,6 +544,13 @@ def table(results: dict[str, Any]) -> str:
                          f"({job['ratio']:.2f}x), first compiled call {job['first_compiled_call_s']:.1f} s, "
                          f"peak {job['peak_memory_gb']:.2f} GB")
             continue
+        if "none_s" in job:
+            caches = "; ".join(f"{cache} {c['wall_ratio']:.3f} of the wall time, latent off by at most "
+                               f"{c['max_abs_deviation']:.2g} (mean {c['mean_abs_deviation']:.2g}, "
+                               f"{c['mean_abs_deviation_over_rms']:.2%} of its RMS)"
+                               for cache, c in job["caches"].items())
+            lines.append(f"{name:<22} uncached {job['none_s']:.2f} s; {caches}")
+            continue
         per_step = ", ".join(f"{k} {v:.3g}" for k, v in job["s_per_unet_step"].items())
         rate = job.get("tflops_per_s")
         rate_text = f"{rate:8.1f}" if rate is not None else "     n/a"
@@ -448,7 +563,10 @@ def table(results: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="random", help="'random' (default), or a converted folder")
+    parser.add_argument("--model", default="random",
+                        help="VideoCrafter2's jobs: 'random' (default), or a converted folder")
+    parser.add_argument("--wan-model", default="wan-random",
+                        help="the Wan jobs: 'wan-random' (default), or a Wan folder (--reduced: wan-tiny)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
                         help="default: bf16 on CUDA, fp32 on CPU")
@@ -475,7 +593,7 @@ def main(argv: list[str] | None = None) -> None:
         args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
     if args.list:
         text = json.dumps({"environment": environment(device), "dtype": str(dtype).removeprefix("torch."),
-                           "reduced": args.reduced, "plan": listing(args.reduced, device, dtype)}, indent=2)
+                           "reduced": args.reduced, "plan": listing(args, device, dtype)}, indent=2)
         if args.json is not None:
             args.json.write_text(text)
         else:
@@ -484,7 +602,7 @@ def main(argv: list[str] | None = None) -> None:
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     results: dict[str, Any] = {
         "environment": environment(device), "dtype": str(dtype).removeprefix("torch."), "reduced": args.reduced,
-        "command": " ".join(sys.argv), "jobs": {},
+        "command": " ".join(sys.argv), "models": {}, "jobs": {},
         "note": "random weights: speed and memory only" + ("; REDUCED widths and sizes: ratios only"
                                                             if args.reduced else ""),
     }
@@ -493,13 +611,25 @@ def main(argv: list[str] | None = None) -> None:
         if args.json is not None:
             args.json.write_text(json.dumps(results, indent=2, default=str))
 
-    started = time.perf_counter()
-    model = build_model(args, device, dtype)
-    results["model"] = {"name": model.name, "build_s": time.perf_counter() - started,
-                        "unet_parameters": sum(p.numel() for p in model.unet.parameters())}
-    save()
+    models: dict[str, Any] = {}
+
+    def model_for(family: str) -> Any:
+        """``family``'s model, built at its first job; the other family's is freed first."""
+        if family not in models:
+            models.clear()
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            started = time.perf_counter()
+            model = models[family] = build_model(args, family, device, dtype)
+            denoiser = model.transformer if family == "wan" else model.unet
+            results["models"][family] = {"name": model.name, "build_s": time.perf_counter() - started,
+                                         "denoiser_parameters": sum(p.numel() for p in denoiser.parameters())}
+            save()
+        return models[family]
+
     for name in args.jobs:
-        record = run_job(name, model, args, device, sync)
+        record = run_job(name, model_for, args, device, sync)
         results["jobs"][name] = record
         save()
         print(f"{name}: " + (record.get("error") or ("profiled" if "profile" in record else

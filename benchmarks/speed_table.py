@@ -62,19 +62,27 @@ def number(value: float) -> str:
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
-def target_text(targets: dict[str, float]) -> str:
-    return ", ".join(f"<= {number(most)} {FIGURES[key][1]}" for key, most in targets.items()) or "none (a comparison)"
+def target_text(targets: dict[str, float], kind: str) -> str:
+    if targets:
+        return ", ".join(f"<= {number(most)} {FIGURES[key][1]}" for key, most in targets.items())
+    return "none (a figure only)" if kind in ("t2v", "upscale") else "none (a comparison)"
 
 
 def measured_text(kind: str, record: dict[str, Any]) -> str:
     if kind == "upscale":
-        projected = record["projected"]
         frames = record["output"].rsplit("x", 1)[1]
-        return (f"{number(record['s_per_output_frame'])} s/frame ({frames} frames in {number(record['elapsed_s'])} s; "
-                f"{projected['frames']} frames PROJECTED {number(projected['elapsed_s'])} s)")
+        text = f"{number(record['s_per_output_frame'])} s/frame ({frames} frames in {number(record['elapsed_s'])} s"
+        projected = record.get("projected")
+        return text + (f"; {projected['frames']} frames PROJECTED {number(projected['elapsed_s'])} s)" if projected
+                       else ")")
     if kind == "unet_compile":
         return (f"eager {number(record['eager_s'])} s, compiled {number(record['compiled_s'])} s "
                 f"({record['ratio']:.2f}x); compiling {number(record['compile_s'])} s")
+    if kind == "wan_cache":
+        caches = ", ".join(f"{cache} {figures['wall_ratio']:.2f}x (latent off by "
+                           f"{figures['mean_abs_deviation_over_rms']:.2%} of its RMS)"
+                           for cache, figures in record["caches"].items())
+        return f"uncached {number(record['none_s'])} s; {caches}"
     return f"{number(record['elapsed_s'])} s"
 
 
@@ -147,7 +155,7 @@ def render(runs: list[dict[str, Any]]) -> str:
     lines += [HEADER, "|---|---|---|---|---|---|"]
     for entry in plan:
         item = used[entry["name"]]
-        cells = [entry["label"], target_text(entry["targets"])]
+        cells = [entry["label"], target_text(entry["targets"], entry["kind"])]
         if item is None or outcome(item[1]) != "measured":
             cells += [NOT_YET] * 3
         else:

@@ -122,7 +122,7 @@ class FakeSpeed:
         if seconds > cap_s:  # the driver's cap kills it: no JSON
             self.now += cap_s
             return gpu_run.Finished(None, cap_s, "")
-        out.write_text(json.dumps({"model": {"build_s": 3.0}, "jobs": {name: self.records[name]}}))
+        out.write_text(json.dumps({"models": {"videocrafter2": {"build_s": 3.0}}, "jobs": {name: self.records[name]}}))
         self.now += seconds
         return gpu_run.Finished(0, seconds, "")
 
@@ -254,6 +254,26 @@ def test_the_table_has_a_row_per_job_with_its_figures_and_status(bench):
     assert "DPM++ 2M 25 steps vs DDIM 50, end to end: 0.39" in lines
 
 
+def test_a_figure_without_a_target_a_cache_comparison_and_an_unprojected_upscale_have_their_cells(bench):
+    table = bench("speed_table")
+    run = a_run()
+    run["plan"] = [plan_entry("wan_upscale", kind="upscale", targets={}),
+                   plan_entry("wan_cache", kind="wan_cache", targets={})]
+    figures = {"seconds": 1.2, "wall_ratio": 0.6, "max_abs_deviation": 0.02, "mean_abs_deviation": 0.003,
+               "mean_abs_deviation_over_rms": 0.0022}
+    run["jobs"] = {"wan_upscale": {**measured(120.0, 100.0, 62682.0), "output": "2560x1440x81",
+                                   "s_per_output_frame": 120.0 / 81},
+                   "wan_cache": {"elapsed_s": 300.0, "none_s": 60.0, "peak_memory_gb": 30.0, "missed": [],
+                                 "caches": {"first-block": {**figures, "wall_ratio": 0.8}, "mag": figures}}}
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table.render([run]).splitlines()
+            if line.startswith("| label of")}
+    assert rows["label of wan_upscale"][1:3] == ["none (a figure only)", "1.48 s/frame (81 frames in 120 s)"]
+    assert rows["label of wan_cache"][1:3] == [
+        "none (a comparison)", "uncached 60 s; first-block 0.80x (latent off by 0.22% of its RMS), "
+                               "mag 0.60x (latent off by 0.22% of its RMS)"]
+    assert rows["label of wan_cache"][5] == "met |"
+
+
 def test_a_later_run_fills_the_rows_an_earlier_one_did_not_measure(bench):
     table = bench("speed_table")
     first, second = a_run(), a_run()
@@ -269,7 +289,8 @@ def test_the_readme_table_is_the_generated_one_and_says_not_measured_yet(bench):
     """The README's block is speed_table.py's rendering of speed.py's job list with no run: every
     figure cell says 'not measured yet', so no GPU figure in it was typed by hand."""
     speed, table = bench("speed"), bench("speed_table")
-    listing = {"plan": speed.listing(False, torch.device("cuda"), torch.bfloat16), "source": "speed.py --list"}
+    listing = {"plan": speed.listing(speed.parse_args([]), torch.device("cuda"), torch.bfloat16),
+               "source": "speed.py --list"}
     block = table.render([listing])
     text = README.read_text()
     assert block in text
@@ -301,13 +322,15 @@ def test_a_kept_run_is_named_by_date_gpu_driver_and_versions_and_the_readme_bloc
 
 def test_speed_lists_its_jobs_in_order_of_value_with_what_the_driver_needs(bench):
     speed = bench("speed")
-    full = speed.listing(False, torch.device("cuda"), torch.bfloat16)
-    reduced = speed.listing(True, torch.device("cpu"), torch.float32)
+    full = speed.listing(speed.parse_args([]), torch.device("cuda"), torch.bfloat16)
+    reduced = speed.listing(speed.parse_args(["--reduced"]), torch.device("cpu"), torch.float32)
     assert [e["name"] for e in full] == [e["name"] for e in reduced] == list(speed.JOBS)
     assert list(speed.JOBS)[:2] == ["t2v_640_dpm25", "t2v_640"]
     for entry in full + reduced:
         assert set(entry) == {"name", "label", "kind", "targets", "tflop", "assumed_s", "cap_s", "profiled"}
-        assert entry["tflop"] > 0 and 0 < entry["cap_s"] <= 600
+        assert 0 < entry["cap_s"] <= 600
+    assert all(entry["tflop"] > 0 for entry in full)
+    assert all(entry["tflop"] >= 0 for entry in reduced)  # wan-tiny's upscale plan rounds to 0.00 TFLOP a step
     tflop = {e["name"]: e["tflop"] for e in full}
     assert tflop["t2v_640"] == pytest.approx(2 * tflop["t2v_640_dpm25"], rel=0.1)  # 50 vs 25 steps
     assert tflop["t2v_1280"] > 3 * tflop["t2v_640"] and full[2]["profiled"] is False
@@ -316,6 +339,89 @@ def test_speed_lists_its_jobs_in_order_of_value_with_what_the_driver_needs(bench
         ["elapsed_s", "peak_reserved_gb"]  # a figure that was not measured counts as missed
     with pytest.raises(SystemExit):
         speed.parse_args(["--jobs", "t2v_640,nonsense"])
+
+
+WAN_JOBS = ["wan_t2v_480", "wan_t2v_480_fbc", "wan_t2v_480_mag", "wan_t2v_960", "wan_upscale_1440", "wan_cache"]
+
+
+def test_the_wan_jobs_follow_the_videocrafter2_jobs_with_their_targets(bench):
+    """Issue #20's targets on one H200 in bf16: 81 x 480x832 in 60 s with 50 steps, 30 s with a
+    cache, 960x1664 in 6 min, all within 40 GB; the 1440p upscale is a figure, wan_cache a comparison."""
+    speed = bench("speed")
+    assert list(speed.JOBS)[-len(WAN_JOBS):] == WAN_JOBS
+    assert [name for name, job in speed.JOBS.items() if job.family == "wan"] == WAN_JOBS
+    listed = {entry["name"]: entry for entry in speed.listing(speed.parse_args([]), torch.device("cuda"),
+                                                               torch.bfloat16)}
+    targets = {name: listed[name]["targets"] for name in WAN_JOBS}
+    assert targets == {"wan_t2v_480": {"elapsed_s": 60.0, "peak_memory_gb": 40.0},
+                       "wan_t2v_480_fbc": {"elapsed_s": 30.0, "peak_memory_gb": 40.0},
+                       "wan_t2v_480_mag": {"elapsed_s": 30.0, "peak_memory_gb": 40.0},
+                       "wan_t2v_960": {"elapsed_s": 360.0, "peak_memory_gb": 40.0},
+                       "wan_upscale_1440": {}, "wan_cache": {}}
+    assert [listed[name]["profiled"] for name in WAN_JOBS] == [True] * 5 + [False]
+    tflop = {name: listed[name]["tflop"] for name in WAN_JOBS}
+    assert tflop["wan_t2v_480_fbc"] == tflop["wan_t2v_480_mag"] == tflop["wan_t2v_480"]  # as if uncached
+    assert tflop["wan_cache"] == pytest.approx(5 * tflop["wan_t2v_480"])  # a warm-up per cache, then 3 timed runs
+    # 3-D attention over 21 latent frames: four times the tokens cost more than four times the FLOPs
+    assert tflop["wan_t2v_960"] > tflop["wan_t2v_480"] * (1 + 4 * 30 / 50)
+    # the --wan-model chosen is what the jobs are planned with
+    tiny = {e["name"]: e["tflop"] for e in speed.listing(speed.parse_args(["--wan-model", "wan-tiny"]),
+                                                          torch.device("cuda"), torch.bfloat16)}
+    assert 0 < tiny["wan_t2v_480"] < tflop["wan_t2v_480"] / 1000 and tiny["t2v_640"] == listed["t2v_640"]["tflop"]
+
+
+def test_a_generate_jobs_stages_add_up_to_the_plans_flops(bench):
+    """speed.py's per-stage FLOPs (its TFLOP/s and the budget's estimates) are the cost model that
+    ``vidscale generate`` plans with, for either family."""
+    from vidscale.work.plan import generate_tflops
+
+    speed = bench("speed")
+    for reduced in ([], ["--reduced"]):
+        args = speed.parse_args(reduced)
+        for name, job in speed.JOBS.items():
+            if job.kind == "t2v":
+                spec = speed.family_spec(job.family, args)
+                settings = speed.job_settings(job, args.reduced, torch.device("cpu"))
+                work = speed.t2v_unet_work(settings, spec)
+                assert [stage for stage, _, _ in work] == ["base"] + [f"x{f}" for f in speed.cascade_factors(settings)]
+                total = sum(steps * tflop for _, steps, tflop in work)
+                assert total == pytest.approx(generate_tflops(settings, spec.cost, spec.grid), abs=0.05), name
+
+
+def test_the_profiled_stage_is_the_last_cascade_stage_or_the_base(bench):
+    speed = bench("speed")
+    stage = {name: speed.profile_stage(job, speed.job_settings(job, False, torch.device("cpu")))
+             for name, job in speed.JOBS.items()}
+    assert stage["t2v_1280"] == ("steps", 2) and stage["wan_t2v_960"] == ("steps", 1)
+    assert stage["wan_t2v_480"] == ("base", 1) and stage["wan_upscale_1440"] == ("steps", 1)
+    assert stage["wan_cache"] is None and stage["unet_compile"] is None
+
+
+@pytest.mark.slow
+def test_the_reduced_wan_jobs_run_on_wan_tiny_and_compare_the_caches(bench, tmp_path):
+    """A reduced run of a Wan job and of the cache comparison: wan-tiny is built once,
+    VideoCrafter2 never; the record's FLOPs are the listing's; each cache changes the latent a
+    little and every figure is there. Then the base stage's second step is profiled."""
+    speed = bench("speed")
+    out = tmp_path / "run.json"
+    options = ["--reduced", "--device", "cpu", "--json", str(out)]
+    speed.main(options + ["--jobs", "wan_t2v_480,wan_cache"])
+    run = json.loads(out.read_text())
+    assert list(run["models"]) == ["wan"] and run["models"]["wan"]["name"].startswith("wan-tiny")
+    base, cache = run["jobs"]["wan_t2v_480"], run["jobs"]["wan_cache"]
+    assert base["output"] == "80x48x9" and list(base["s_per_unet_step"]) == ["base"] and base["denoise_s"] > 0
+    assert "missed" not in base and base["settings"]["steps"] == 50  # reduced: no target applies
+    listed = {e["name"]: e for e in speed.listing(speed.parse_args(["--reduced"]), torch.device("cpu"), torch.float32)}
+    assert base["unet_tflop"] == pytest.approx(listed["wan_t2v_480"]["tflop"])
+    assert set(cache["caches"]) == {"first-block", "mag"} and cache["none_s"] > 0 and cache["rounds"] == 5
+    assert cache["elapsed_s"] > 5 * (cache["none_s"] + sum(c["seconds"] for c in cache["caches"].values()))
+    for figures in cache["caches"].values():
+        assert figures["wall_ratio"] == pytest.approx(figures["seconds"] / cache["none_s"])
+        assert 0 < figures["mean_abs_deviation"] <= figures["max_abs_deviation"]
+        assert 0 < figures["mean_abs_deviation_over_rms"] < 0.05
+    speed.main(options + ["--jobs", "wan_t2v_480", "--profile-step", str(tmp_path)])
+    assert json.loads(out.read_text())["jobs"]["wan_t2v_480"]["profile"]["stage"] == "base"
+    assert "bar 'base' #1, step 2 of 50" in (tmp_path / "profile_wan_t2v_480.txt").read_text()
 
 
 class Bar:
