@@ -35,7 +35,7 @@ from vidscale.jobs.batch import BatchRequest, run_batch  # noqa: E402
 from vidscale.jobs.cluster import run_cluster  # noqa: E402
 from vidscale.pipeline.upscale import upscale_clip  # noqa: E402
 from vidscale.settings import Settings  # noqa: E402
-from test_pipeline_upscale import write_preset  # noqa: E402
+from job_files import write_preset  # noqa: E402
 from watch_helpers import decoded  # noqa: E402
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",

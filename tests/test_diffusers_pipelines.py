@@ -27,6 +27,7 @@ from vidscale.pipeline.diffusers_pipelines import (FreeScalePipeline, VideoCraft
 from vidscale.pipeline.generate import generate_clip
 from vidscale.pipeline.upscale import upscale_clip
 from vidscale.settings import load_settings
+from spies import KeepFrames
 
 PROMPT = "a red kite over the sea"
 
@@ -45,22 +46,6 @@ def pipe(folder):
     return pipe
 
 
-class KeepFrames:
-    """A VideoWriter stand-in that keeps what it is given."""
-
-    frames: list[np.ndarray] = []
-
-    def __init__(self, *args, **kwargs):
-        KeepFrames.frames = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def write(self, frames, pts=None):
-        KeepFrames.frames.append(frames)
 
 
 def as_rgb16(frames: np.ndarray) -> np.ndarray:

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import pytest
 import torch
 
 import vidscale
-from test_pipeline_upscale import write_preset
+from job_files import write_preset
 from vidscale.errors import Interrupted
 from vidscale.jobs.interrupts import FIRST
 from vidscale.model.videocrafter2 import tiny_videocrafter2
@@ -34,6 +33,7 @@ from vidscale.pipeline import generate as generate_module
 from vidscale.pipeline.generate import generate_clip, generate_latents
 from vidscale.settings import Settings
 from watch_helpers import decoded
+from spies import KeepFrames, unet_calls
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "sampling.steps": 4,
         "sampling.prompt": "a red kite over the sea", "generate.base_width": 64, "generate.base_height": 64,
@@ -49,33 +49,8 @@ def model():
     return tiny_videocrafter2()
 
 
-@contextmanager
-def unet_calls(model):
-    """Counts UNet forward calls (one per step: CFG is batched)."""
-    calls = {"n": 0}
-    handle = model.unet.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
-    try:
-        yield calls
-    finally:
-        handle.remove()
 
 
-class KeepFrames:
-    """A VideoWriter stand-in that keeps the uint16 frames it is handed (a file would be lossy)."""
-
-    frames: list[np.ndarray] = []
-
-    def __init__(self, *args, **kwargs):
-        KeepFrames.frames = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def write(self, frames, pts=None):
-        KeepFrames.frames.append(frames)
 
 
 def generate(model, settings, output: Path, **kwargs) -> tuple[torch.Tensor, np.ndarray, int]:

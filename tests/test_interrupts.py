@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from vidscale.model.videocrafter2 import tiny_videocrafter2
 from vidscale.pipeline.upscale import upscale_clip
 from vidscale.settings import Settings
 from watch_helpers import decoded
+from spies import unet_calls
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",
         "sampling.steps": 6, "output.codec": "h264", "output.crf": 0, "output.x264_preset": "ultrafast"}
@@ -28,15 +28,6 @@ def model():
     return tiny_videocrafter2()
 
 
-@contextmanager
-def unet_calls(model):
-    """Counts UNet forward calls (one per step: CFG is batched)."""
-    calls = {"n": 0}
-    handle = model.unet.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
-    try:
-        yield calls
-    finally:
-        handle.remove()
 
 
 def stop_at_question(k):

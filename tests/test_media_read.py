@@ -42,7 +42,7 @@ def test_b_frame_clip_comes_back_in_display_order(make_clip, container):
 @pytest.mark.parametrize("start, end", [(0, 30), (1, 2), (7, 19), (8, 9), (13, 30), (29, None), (21, 27)])
 def test_ranges_are_exact_with_or_without_seeking(make_clip, container, start, end):
     clip = make_clip(container=container, frames=30, bframes=3)
-    chunks, frames = _all(probe(clip), start, end, chunk_frames=4)
+    chunks, frames = _all(probe(clip), start, end, batch_frames=4)
     assert _indices(frames) == list(range(start, end or 30))
     assert [c.start for c in chunks] == list(range(start, end or 30, 4))
     _, linear = _all(clip)  # from the first frame, no seek
@@ -60,8 +60,8 @@ def test_variable_rate_ranges_are_exact(make_clip):
 @pytest.mark.parametrize("chunk", [1, 3, 16, 100])
 def test_chunking_does_not_change_the_frames(make_clip, chunk):
     clip = make_clip(frames=20)
-    chunks, frames = _all(clip, 2, 19, chunk_frames=chunk)
-    _, reference = _all(clip, 2, 19, chunk_frames=17)
+    chunks, frames = _all(clip, 2, 19, batch_frames=chunk)
+    _, reference = _all(clip, 2, 19, batch_frames=17)
     np.testing.assert_array_equal(frames, reference)
     assert all(len(c.frames) <= chunk for c in chunks)
     assert [c.start for c in chunks] == list(range(2, 19, chunk))
@@ -137,6 +137,6 @@ def test_bad_ranges_are_rejected(make_clip):
     with pytest.raises(ValueError):
         next(read_frames(clip, 3, 3))
     with pytest.raises(ValueError):
-        next(read_frames(clip, chunk_frames=0))
+        next(read_frames(clip, batch_frames=0))
     assert probe(clip).frame_range((1, 99)) == (1, 4)
     assert Fraction(probe(clip).frame_rate) == Fraction(30000, 1001)

@@ -14,7 +14,7 @@ import ffmpeg
 import pytest
 import torch
 
-from test_pipeline_upscale import write_preset
+from job_files import write_preset
 from vidscale.errors import SettingsError
 from vidscale.freescale import reschedule_noise
 from vidscale.pipeline.generate import cascade_factors, generate_clip

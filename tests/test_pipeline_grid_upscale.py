@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from causal_backend import CausalTestBackend, registered
-from test_pipeline_upscale import ffprobe_video
+from job_files import ffprobe_video
 from vidscale.media import probe
 from vidscale.pipeline.frames import upscale_frames
 from vidscale.pipeline.steps import chunk_inputs, plan_for_model

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import ffmpeg
 import numpy as np
@@ -21,6 +20,7 @@ import pytest
 
 from vidscale.pipeline.upscale import plan_upscale, upscale_clip
 from vidscale.settings import Settings
+from job_files import ffprobe_video, write_preset
 from watch_helpers import decoded
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",
@@ -32,22 +32,8 @@ def tiny_settings(**overrides) -> Settings:
     return Settings().replace({**CHUNKED, **{k.replace("__", "."): v for k, v in overrides.items()}})
 
 
-def ffprobe_video(path: Path) -> dict:
-    info = ffmpeg.probe(str(path), count_frames=None)
-    return next(s for s in info["streams"] if s["codec_type"] == "video")
 
 
-def write_preset(path: Path, values: dict) -> Path:
-    sections: dict[str, dict] = {}
-    for key, value in values.items():
-        section, name = key.split(".")
-        sections.setdefault(section, {})[name] = value
-    lines = []
-    for section, entries in sections.items():
-        lines.append(f"[{section}]")
-        lines += [f"{name} = {json.dumps(value)}" for name, value in entries.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_a_multi_chunk_upscale_keeps_every_frame_and_timestamp(make_clip, tmp_path):

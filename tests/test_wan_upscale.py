@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from test_pipeline_upscale import write_preset
+from job_files import write_preset
 from vidscale.cli import main
 from vidscale.media import probe
 from watch_helpers import decoded

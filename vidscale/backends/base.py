@@ -19,7 +19,7 @@ Conventions every backend keeps:
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
 
@@ -86,3 +86,21 @@ class Backend(Protocol):
     def step_patches(self, method: FreeScaleSettings, *, step_index: int, num_steps: int,
                      scale: int) -> AbstractContextManager:
         """What one step of a high stage runs under (VC2: restrained dilation while early)."""
+
+
+class LoadedModel:
+    """What every backend holds: the loaded model, and its schedule, spec, device and dtype (read
+    from the model at each call, so a model moved to another device is followed)."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.schedule = model.schedule
+        self.spec: ModelSpec = model.spec
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype

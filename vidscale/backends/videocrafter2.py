@@ -21,24 +21,14 @@ from ..model.tiles import Box
 from ..model.unet import VC2UNet
 from ..model.videocrafter2 import VAE_PIXELS_PER_PASS
 from ..settings import FreeScaleSettings, SamplingSettings
-from .base import EpsFn
+from .base import EpsFn, LoadedModel
 
 
-class VC2Backend:
+class VC2Backend(LoadedModel):
     """A loaded :class:`~vidscale.model.VideoCrafter2` as the pipelines use it."""
 
-    def __init__(self, model: VideoCrafter2):
-        self.model = model
-        self.schedule: VC2Schedule = model.schedule
-        self.spec = model.spec
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.dtype
+    model: VideoCrafter2
+    schedule: VC2Schedule
 
     @torch.no_grad()
     def predictor(self, sampling: SamplingSettings, *, fps: int) -> EpsFn:

@@ -32,30 +32,19 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..errors import SettingsError
 from ..freescale import transformer_patches
-from ..model.spec import ModelSpec
 from ..model.tiles import Box
 from ..model.wan import VAE_PIXELS_PER_PASS, Wan
 from ..model.wan_cache import cache_config, calibrate_mag_ratios, use_cache
 from ..model.wan_schedule import FlowSchedule
 from ..settings import FreeScaleSettings, SamplingSettings
-from .base import EpsFn
+from .base import EpsFn, LoadedModel
 
 
-class WanBackend:
+class WanBackend(LoadedModel):
     """A loaded :class:`~vidscale.model.wan.Wan` as the pipelines use it."""
 
-    def __init__(self, model: Wan):
-        self.model = model
-        self.schedule: FlowSchedule = model.schedule
-        self.spec: ModelSpec = model.spec
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.dtype
+    model: Wan
+    schedule: FlowSchedule
 
     @torch.no_grad()
     def predictor(self, sampling: SamplingSettings, *, fps: int) -> EpsFn:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import torch
 from torch import nn
@@ -110,6 +110,16 @@ def fuse_scales(
     return global_ + gaussian_blur(diff, kernel_size, sigma, dims=(-3, -2)).view(b, n, c)
 
 
+def fused_output(local: torch.Tensor, global_: torch.Tensor, grid: tuple[int, ...], config: ScaleFusionConfig,
+                 kernel_size: int, finish: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """A layer's output from its two branches (before the output projection ``finish``): fused as
+    :func:`fuse_scales`, then projected; the released 3-D filter mixes channels, so with it the
+    branches are projected first and their outputs fused."""
+    if config.blur == "released":
+        return fuse_scales(finish(local), finish(global_), grid, kernel_size, config.sigma, "released")
+    return finish(fuse_scales(local, global_, grid, kernel_size, config.sigma))
+
+
 class ScaleFusionProcessor:
     """Attention processor for one spatial self-attention layer (see the module docstring).
 
@@ -142,12 +152,8 @@ class ScaleFusionProcessor:
         if self.config.mode == "npa-only":
             return finish_attention(attn, out, hidden_states)
         global_ = full_attention(query, key, value, attn.heads)
-        config = self.config
-        if config.blur == "released":  # G mixes channels: fuse the module's outputs, after to_out
-            local_out, global_out = (finish_attention(attn, x, hidden_states) for x in (out, global_))
-            return fuse_scales(local_out, global_out, grid, self.kernel_size, config.sigma, "released")
-        out = fuse_scales(out, global_, grid, self.kernel_size, config.sigma)
-        return finish_attention(attn, out, hidden_states)
+        return fused_output(out, global_, grid, self.config, self.kernel_size,
+                            lambda x: finish_attention(attn, x, hidden_states))
 
 
 def spatial_self_attention_names(unet: nn.Module) -> list[str]:

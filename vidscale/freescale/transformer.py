@@ -52,7 +52,7 @@ from .attention import (
     windowed_attention,
 )
 from .blur import BlurMode, fusion_kernel_size
-from .fusion import FusionMode, ScaleFusionConfig, fuse_scales
+from .fusion import FusionMode, ScaleFusionConfig, fused_output
 from .windows import WindowPlan, neighborhood_plan, reference_plan
 
 TRANSFORMER_SELF_ATTENTION = r"blocks\.\d+\.attn1\.processor"
@@ -159,11 +159,7 @@ class TransformerFusionProcessor:
         if self.config.mode == "npa-only":
             return _project_out(attn, out)
         global_ = full_attention(query, key, value, attn.heads, self._attend)
-        config = self.config
-        if config.blur == "released":  # G mixes channels: fuse the projected outputs
-            local_out, global_out = _project_out(attn, out), _project_out(attn, global_)
-            return fuse_scales(local_out, global_out, grid, self.kernel_size, config.sigma, "released")
-        return _project_out(attn, fuse_scales(out, global_, grid, self.kernel_size, config.sigma))
+        return fused_output(out, global_, grid, self.config, self.kernel_size, lambda x: _project_out(attn, x))
 
     def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """The model's attention kernel on (batch, heads, L, d), which diffusers' dispatcher takes

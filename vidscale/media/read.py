@@ -30,7 +30,7 @@ _SEEK_MARGINS = (0, 16, 64, 256)  # frames before the target to seek to, tried i
 
 
 @dataclass(frozen=True)
-class FrameChunk:
+class FrameBatch:
     """Consecutive frames ``start .. start + len(frames)`` of a clip, as RGB."""
 
     start: int  # index of frames[0] in display order
@@ -60,14 +60,15 @@ def decode_frames(source: Path | str | VideoInfo, start: int = 0,
 
 
 def read_frames(source: Path | str | VideoInfo, start: int = 0, end: int | None = None, *,
-                chunk_frames: int = 16, pixel_format: PixelFormat = "rgb24") -> Iterator[FrameChunk]:
-    """Frames ``start .. end`` (end exclusive) as RGB arrays, ``chunk_frames`` at a time.
+                batch_frames: int = 16, pixel_format: PixelFormat = "rgb24") -> Iterator[FrameBatch]:
+    """Frames ``start .. end`` (end exclusive) as RGB arrays, ``batch_frames`` at a time (a read
+    batch: how many frames are decoded at once, nothing to do with a denoising chunk).
 
     YUV is converted with the frame's matrix and range (see :func:`decode_frames`); ``rgb48le``
     keeps 10-bit and 12-bit sources' precision as uint16.
     """
-    if chunk_frames < 1:
-        raise ValueError("chunk_frames must be at least 1")
+    if batch_frames < 1:
+        raise ValueError("batch_frames must be at least 1")
     batch: list[np.ndarray] = []
     pts: list[int] = []
     first = start
@@ -76,12 +77,12 @@ def read_frames(source: Path | str | VideoInfo, start: int = 0, end: int | None 
         batch.append(to_rgb(frame, pixel_format))
         pts.append(frame.pts if frame.pts is not None else 0)
         time_base = frame.time_base or time_base
-        if len(batch) == chunk_frames:
-            yield FrameChunk(first, np.stack(batch), tuple(pts), time_base)
+        if len(batch) == batch_frames:
+            yield FrameBatch(first, np.stack(batch), tuple(pts), time_base)
             first += len(batch)
             batch, pts = [], []
     if batch:
-        yield FrameChunk(first, np.stack(batch), tuple(pts), time_base)
+        yield FrameBatch(first, np.stack(batch), tuple(pts), time_base)
 
 
 def to_rgb(frame: av.VideoFrame, pixel_format: PixelFormat = "rgb24") -> np.ndarray:

@@ -16,6 +16,7 @@ from .configs import TINY_TEXT, TINY_UNET, TINY_VAE, VC2_TEXT, VC2_UNET, VC2_VAE
 from .keymap import missing_and_unexpected
 from .schedule import VC2Schedule
 from .spec import TINY_COST, VC2_COST, VC2_GRID, CostModel, ModelSpec
+from .random_weights import fill_random
 from .tiles import Box, blend_tiles
 from .tokenizer import ClipTokenizer
 from .unet import VC2UNet, keep_group_norm_fp32
@@ -205,7 +206,7 @@ def random_videocrafter2(device: torch.device | str = "cpu", dtype: torch.dtype 
             keep_group_norm_fp32(module)
         if generator is not None:
             module.to_empty(device=device)
-            _fill_random(module, generator)
+            fill_random(module, generator)
     unet, vae, text_encoder = modules
     positions = torch.arange(text_encoder.config.max_position_embeddings, device=device)[None]
     text_encoder.get_submodule("embeddings").register_buffer("position_ids", positions, persistent=False)
@@ -218,11 +219,3 @@ def random_videocrafter2(device: torch.device | str = "cpu", dtype: torch.dtype 
     return VideoCrafter2(unet, vae, text_encoder, ClipTokenizer.byte_level(), VC2Schedule(), name,
                          is_test_model=True)
 
-
-@torch.no_grad()
-def _fill_random(module: nn.Module, generator: torch.Generator) -> None:
-    for name, param in module.named_parameters():
-        if param.ndim >= 2:
-            param.normal_(0.0, param[0].numel() ** -0.5, generator=generator)
-        else:
-            param.fill_(1.0 if name.endswith("weight") else 0.0)

@@ -36,6 +36,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, UMT5Config, UMT
 
 from ..errors import CheckpointError, ModelNotFoundError, SettingsError
 from .spec import CostModel, LatentGrid, ModelSpec
+from .random_weights import fill_random
 from .tiles import Box, blend_tiles
 from .wan_configs import (BASE_SIZES, TINY_BASE_SIZE, TINY_TEXT, TINY_TRANSFORMER, TINY_VAE, UMT5_XXL,
                           WAN_1_3B_TRANSFORMER, WAN_2_1_VAE, WAN_FPS, WAN_SCHEDULER)
@@ -320,7 +321,7 @@ def random_wan(device: torch.device | str = "cpu", dtype: torch.dtype = torch.fl
         generator = torch.Generator(device).manual_seed(seed)
         for module in modules:
             module.to_empty(device=device)
-            _fill_random(module, generator)
+            fill_random(module, generator)
         config = transformer.config
         with torch.device(device):  # its non-persistent tables: to_empty left them uninitialised
             transformer.rope = WanRotaryPosEmbed(config.attention_head_dim, config.patch_size, config.rope_max_seq_len)
@@ -373,14 +374,6 @@ def _placed(model: Wan, device: torch.device) -> Wan:
     model.execution_device = device
     return model
 
-
-@torch.no_grad()
-def _fill_random(module: nn.Module, generator: torch.Generator) -> None:
-    for name, param in module.named_parameters():
-        if param.ndim >= 2:
-            param.normal_(0.0, param[0].numel() ** -0.5, generator=generator)
-        else:
-            param.fill_(1.0 if name.endswith("weight") else 0.0)
 
 
 def wan_cost(transformer: Mapping[str, Any], vae: Mapping[str, Any], text_tokens: int = MAX_LENGTH) -> CostModel:

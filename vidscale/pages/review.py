@@ -118,7 +118,7 @@ def frame_changes(output: VideoInfo, picks: Sequence[int]) -> tuple[np.ndarray, 
 
 def source_frame(info: VideoInfo, index: int) -> np.ndarray:
     """Source frame ``index`` as (H, W, 3) uint8 RGB."""
-    chunk = next(read_frames(info, index, index + 1, chunk_frames=1))
+    chunk = next(read_frames(info, index, index + 1, batch_frames=1))
     return chunk.frames[0]
 
 

@@ -34,7 +34,7 @@ from ..progress import Progress
 from ..settings import Settings
 from .checkpoints import StepCheckpoints, resume_step
 from .denoise import EpsFn
-from .overlap import Prefetch
+from .background import Prefetch
 from .refine import Denoiser, refine
 
 _GOLDEN = 0x9E3779B97F4A7C15  # spreads consecutive frame indices over the seed space

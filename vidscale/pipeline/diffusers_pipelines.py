@@ -46,7 +46,7 @@ from ..model.wan import Wan, wan_base_size
 from ..model.wan_schedule import FlowSchedule
 from ..progress import Progress
 from ..settings import Settings, load_settings
-from .base import sample_from
+from .base_stage import sample_from
 from .frames import upscale_frames
 from .generate import decoded_rgb16, generate_latents
 
@@ -79,6 +79,21 @@ class _Face:
 
     def _progress(self) -> Progress:
         return Progress(enabled=not getattr(self, "_progress_bar_config", {}).get("disable", False))
+
+    def _generate(self, model: Any, settings: Settings, generator: torch.Generator | None,
+                  callback: Callback | None, output_type: str, return_dict: bool) -> VideoPipelineOutput | tuple:
+        """Steps 2 and 3 of every text-to-video ``__call__``: the function ``vidscale generate`` runs
+        (a generator seeded with the settings' seed unless one is given), then the frames decoded
+        as the CLI writes them (or the latents, for ``"latent"``)."""
+        if generator is None:
+            generator = torch.Generator(model.device).manual_seed(settings.sampling.seed)
+        latents = generate_latents(model, settings, generator=generator, progress=self._progress(),
+                                   after_step=self._after_step(callback))
+        frames: Any = latents
+        if output_type != "latent":
+            frames = to_output(np.concatenate(list(decoded_rgb16(model, latents, self._progress()))), output_type)
+        self.maybe_free_model_hooks()
+        return VideoPipelineOutput(frames=frames) if return_dict else (frames,)
 
     def _after_step(self, callback: Callback | None) -> Callable[[int, int, torch.Tensor], torch.Tensor] | None:
         if callback is None:
@@ -152,18 +167,7 @@ class VideoCrafter2Pipeline(_Face, DiffusionPipeline):
                  "generate.base_height": base_height, "generate.base_width": base_width,
                  "generate.height": height, "generate.width": width}
         settings = self.settings(preset, overrides, named)
-        # 2. the same function as `vidscale generate`
-        model = self.videocrafter2()
-        if generator is None:
-            generator = torch.Generator(model.device).manual_seed(settings.sampling.seed)
-        latents = generate_latents(model, settings, generator=generator, progress=self._progress(),
-                                   after_step=self._after_step(callback_on_step_end))
-        if output_type == "latent":
-            frames: Any = latents
-        else:  # 3. decode as the CLI writes
-            frames = to_output(np.concatenate(list(decoded_rgb16(model, latents, self._progress()))), output_type)
-        self.maybe_free_model_hooks()
-        return VideoPipelineOutput(frames=frames) if return_dict else (frames,)
+        return self._generate(self.videocrafter2(), settings, generator, callback_on_step_end, output_type, return_dict)
 
     def _default_size(self) -> tuple[int, int]:
         return self.base_size
@@ -281,18 +285,7 @@ class WanFreeScalePipeline(_Face, DiffusionPipeline):
                  "generate.frames": num_frames, "generate.base_height": base_height,
                  "generate.base_width": base_width, "generate.height": height, "generate.width": width}
         settings = self.settings(preset, overrides, named)
-        # 2. the same function as `vidscale generate`
-        model = self.wan()
-        if generator is None:
-            generator = torch.Generator(model.device).manual_seed(settings.sampling.seed)
-        latents = generate_latents(model, settings, generator=generator, progress=self._progress(),
-                                   after_step=self._after_step(callback_on_step_end))
-        if output_type == "latent":
-            frames: Any = latents
-        else:  # 3. decode as the CLI writes
-            frames = to_output(np.concatenate(list(decoded_rgb16(model, latents, self._progress()))), output_type)
-        self.maybe_free_model_hooks()
-        return VideoPipelineOutput(frames=frames) if return_dict else (frames,)
+        return self._generate(self.wan(), settings, generator, callback_on_step_end, output_type, return_dict)
 
 
 class WanFreeScaleVideoToVideoPipeline(WanFreeScalePipeline):

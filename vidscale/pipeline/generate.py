@@ -43,7 +43,7 @@ from ..progress import Progress
 from ..settings import Settings
 from ..work.plan import estimate_seconds, generate_tflops
 from ..work.store import JobStore
-from .base import sample_base
+from .base_stage import sample_base
 from .checkpoints import StepCheckpoints, restored_latent, resume_step, saved_latent
 from .denoise import StepHook
 from .loading import load_model, reset_peak_memory, runtime_report, this_machine

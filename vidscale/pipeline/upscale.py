@@ -11,7 +11,7 @@ Steps (numbered as in the code below):
 4. as each chunk is saved, in order: decode its own frames, crop the padding and write them with
    the source's audio, colour tags, timecode and timestamps, under a temporary name renamed when
    the last chunk is written. With ``jobs.overlap_io`` the reading of chunk k+1 and the writing of
-   chunk k-1 run in threads beside the denoising of chunk k (:mod:`vidscale.pipeline.overlap`);
+   chunk k-1 run in threads beside the denoising of chunk k (:mod:`vidscale.pipeline.background`);
 5. report.
 """
 
@@ -30,7 +30,7 @@ from ..work.plan import Chunk, UpscalePlan
 from ..work.store import JobStore
 from .chunks import denoise_chunks
 from .loading import load_model, reset_peak_memory, runtime_report
-from .overlap import Sink
+from .background import Sink
 from .result import UpscaleResult
 from .steps import chunk_inputs, decoded_chunk, job_identity, plan_for_model, planned_without_model, upscale_denoiser
 

@@ -14,7 +14,7 @@ import pytest
 
 from vidscale.model.videocrafter2 import tiny_videocrafter2
 from vidscale.pipeline import upscale
-from vidscale.pipeline.overlap import Prefetch, Sink
+from vidscale.pipeline.background import Prefetch, Sink
 from vidscale.pipeline.upscale import upscale_clip
 from vidscale.settings import Settings
 from watch_helpers import decoded
