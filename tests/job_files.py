@@ -26,3 +26,10 @@ def ffprobe_video(path: Path) -> dict:
     """The video stream of ``path`` as ffprobe reports it (frames counted by decoding)."""
     info = ffmpeg.probe(str(path), count_frames=None)
     return next(s for s in info["streams"] if s["codec_type"] == "video")
+
+
+def stored_chunks(jobs: Path) -> int:
+    """Chunks the job store under ``jobs`` lists as finished (its manifest is what a resume reads: a
+    chunk file is written first, then named in the manifest)."""
+    manifest = next(jobs.glob("*/manifest.json"), None)
+    return len(json.loads(manifest.read_text())["chunks"]) if manifest is not None else 0

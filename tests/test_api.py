@@ -58,6 +58,7 @@ def test_generate_returns_what_the_cli_prints(tmp_path):
     assert result.output.is_file()
 
 
+@pytest.mark.slow
 def test_the_readme_python_examples_run(tmp_path, monkeypatch, make_clip):
     from vidscale.model.wan import save_wan, tiny_wan
 

@@ -34,6 +34,7 @@ def inputs(tmp_path, make_clip):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_one_job_per_video_a_failure_does_not_stop_the_rest(inputs):
     out = inputs / "OUT"
     (inputs / "bad.mov").write_bytes(os.urandom(5000))
@@ -51,6 +52,7 @@ def test_one_job_per_video_a_failure_does_not_stop_the_rest(inputs):
     assert len(decoded(out / "clip_2x.mov")) == 5
 
 
+@pytest.mark.slow
 def test_a_second_run_skips_finished_outputs_unless_overwrite(inputs):
     (inputs / "some" / "dir" / "fake.mp4").unlink()  # a damaged clip fails every run (exit 2)
     out = inputs / "OUT"
@@ -67,6 +69,7 @@ def test_a_second_run_skips_finished_outputs_unless_overwrite(inputs):
     assert (out / "a_2x.mov").stat().st_mtime_ns != before["a_2x.mov"]
 
 
+@pytest.mark.slow
 def test_earlier_outputs_in_the_folder_are_not_upscaled_again(inputs):
     folder = inputs / "some" / "dir"
     (folder / "fake.mp4").unlink()  # a damaged clip fails every run (exit 2)
@@ -78,6 +81,7 @@ def test_earlier_outputs_in_the_folder_are_not_upscaled_again(inputs):
     assert not list(folder.glob("*_2x_2x*"))
 
 
+@pytest.mark.slow
 def test_two_inputs_that_would_write_one_output_name(inputs):
     out = inputs / "OUT"
     shutil.copyfile(inputs / "b.mov", inputs / "some" / "a.mov")
@@ -88,6 +92,7 @@ def test_two_inputs_that_would_write_one_output_name(inputs):
     assert frame_numbers(out / "a_2x.mov") == list(range(12))  # the first one's, not replaced
 
 
+@pytest.mark.slow
 def test_upscale_one_passes_should_stop_to_the_freescale_job(tmp_path, make_clip):
     """Stopped after the first step (Interrupted, its checkpoint saved, no output), then the same call resumes."""
     from vidscale.pipeline.chunks import Interrupted
@@ -106,6 +111,7 @@ def test_upscale_one_passes_should_stop_to_the_freescale_job(tmp_path, make_clip
     assert job_progress(output.parent) == (0, True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["lanczos", "freescale"])
 def test_a_full_disk_fails_the_job_and_leaves_no_partial_output(tmp_path, make_clip, engine):
     """The lanczos job fails writing the output; the FreeScale job fails saving a chunk."""
@@ -152,6 +158,7 @@ def test_a_camera_card_is_searched_recursively_and_outputs_mirror_its_folders(tm
     assert (again["done"], again["skipped"], again["failed"]) == (0, 2, 0)
 
 
+@pytest.mark.slow
 def test_without_out_dir_each_output_lies_beside_its_clip(tmp_path, make_clip):
     for roll in ("A001", "A002"):
         (tmp_path / "card" / roll).mkdir(parents=True)
@@ -179,6 +186,7 @@ def test_a_folder_without_video_is_an_error_naming_what_it_found(tmp_path):
     assert "0 done, 0 skipped, 2 failed" in result.output
 
 
+@pytest.mark.slow
 def test_a_failure_line_names_the_file_once_with_the_problem_and_the_fix(tmp_path):
     bad = tmp_path / "notvideo.mp4"
     bad.write_text("not a clip")
@@ -189,6 +197,7 @@ def test_a_failure_line_names_the_file_once_with_the_problem_and_the_fix(tmp_pat
     assert "not a readable video" in line and line.endswith("check that the file plays, or remove it from the inputs")
 
 
+@pytest.mark.slow
 def test_o_into_a_missing_folder_creates_it_and_frames_past_the_end_are_clamped_and_said(tmp_path, make_clip):
     target = tmp_path / "new" / "deeper" / "x.mov"
     result = run_vidscale("upscale", str(make_clip(frames=5)), "-o", str(target), "--frames", "2:999", *LANCZOS)

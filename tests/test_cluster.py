@@ -76,6 +76,7 @@ def segmented_reference(cluster, make_clip, tmp_path_factory):
     return clip, result
 
 
+@pytest.mark.slow
 def test_a_batch_of_three_clips_on_two_workers_equals_the_serial_run(cluster, make_clip, tmp_path):
     clips = [shutil.copyfile(make_clip(frames=n), tmp_path / f"c{n}.mp4") for n in (3, 4, 5)]
     settings = Settings().replace(TINY)
@@ -89,6 +90,7 @@ def test_a_batch_of_three_clips_on_two_workers_equals_the_serial_run(cluster, ma
         assert same_frames(tmp_path / "serial" / name, tmp_path / "cluster" / name), name
 
 
+@pytest.mark.slow
 def test_segment_joins_are_no_rougher_than_inside_a_chunk(segmented_reference):
     """The seams metric of test_pipeline_upscale, at the crossfade: every change between two
     frames that touches a faded frame, against every other change."""
@@ -104,6 +106,7 @@ def test_segment_joins_are_no_rougher_than_inside_a_chunk(segmented_reference):
     assert max(seams) <= 1.1 * max(inside), (seams, inside)
 
 
+@pytest.mark.slow
 def test_two_segments_with_a_worker_killed_mid_unit_equal_the_single_process_run(
         cluster, segmented_reference, tmp_path):
     clip, reference = segmented_reference
@@ -133,6 +136,7 @@ def test_two_segments_with_a_worker_killed_mid_unit_equal_the_single_process_run
     assert same_frames(tmp_path / "out" / "long_2x.mp4", reference.output)
 
 
+@pytest.mark.slow
 def test_a_killed_driver_is_resumed_from_the_job_store(cluster, segmented_reference, tmp_path):
     """The driver (a subprocess on the module's Ray, one worker) dies once segment 0 is stored;
     the rerun runs segment 1 only. No shared path: the driver itself stored what the worker sent."""
@@ -159,6 +163,7 @@ def test_a_killed_driver_is_resumed_from_the_job_store(cluster, segmented_refere
     assert same_frames(output, reference.output)
 
 
+@pytest.mark.slow
 def test_a_bad_clip_fails_alone_with_the_batch_exit_code(cluster, make_clip, tmp_path):
     good = shutil.copyfile(make_clip(frames=4), tmp_path / "good.mp4")
     bad = tmp_path / "bad.mov"
@@ -203,6 +208,7 @@ def test_a_bad_cluster_address_is_a_usage_error(make_clip, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_stop_ends_each_unit_after_its_step_and_the_rerun_continues_from_it(cluster, segmented_reference,
                                                                                tmp_path):
     """``watch --cluster``'s SIGTERM: the driver asks every worker to stop after its current step.

@@ -48,6 +48,7 @@ def test_compiled_blocks_follow_the_patches_and_compile_once(caplog):
     assert "forward" not in vars(unet.mid_block)
 
 
+@pytest.mark.slow
 def test_a_failing_compiler_falls_back_to_eager_with_one_warning(caplog):
     unet = tiny_unet()
     sample, text = unet_inputs(2, (8, 8))

@@ -137,6 +137,7 @@ def _tiny_latents(model, source: Path, matte: Path, folder: Path) -> torch.Tenso
     return torch.cat([store.load_chunk(chunk.index)["latents"] for chunk in plan.chunks], dim=2)
 
 
+@pytest.mark.slow
 def test_on_the_tiny_model_the_white_half_moves_further_from_the_all_black_result(make_clip, tmp_path):
     source = make_clip(width=64, height=48, frames=2, rate=RATE)
     model = load_model(load_settings(None, TINY).model)

@@ -77,6 +77,7 @@ def test_a_variant_in_shards_round_trips(unet, tmp_path):
     same_output(loaded, unet)
 
 
+@pytest.mark.slow
 def test_attention_processors_forward_chunking_and_return_dict(unet):
     """In float64: another attention kernel and chunked feed-forward layers sum in other orders."""
     unet = copy.deepcopy(unet).double()

@@ -391,6 +391,7 @@ def test_every_row_has_a_check():
     assert set(table) == set(CASES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES), ids=lambda case: re.sub(r"\W+", "-", case).strip("-")[:50])
 def test_the_documented_exit_code(case, tmp_path, make_clip):
     expected = exit_table().get(case)

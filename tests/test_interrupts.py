@@ -47,6 +47,7 @@ def stop_at_question(k):
     # one chunk, DPM-Solver++(2M): its second-order term needs the previous step's x0, also saved
     ({"sampling.scheduler": "dpm++2m"}, 3, 3, 3, RUN_STEPS - 3),
 ], ids=["middle-chunk", "one-chunk-eta", "one-chunk-dpm"])
+@pytest.mark.slow
 def test_a_run_stopped_mid_chunk_resumes_from_the_step_and_equals_the_straight_run(
         model, make_clip, tmp_path, overrides, frames, question, done_before, left):
     clip = make_clip(width=64, height=48, frames=frames)

@@ -184,6 +184,7 @@ def _vidscale(*args, **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=120, **kwargs)
 
 
+@pytest.mark.slow
 def test_upscale_command_json_and_quiet(make_clip, tmp_path):
     source = make_clip(frames=10, audio="aac")
     run = _vidscale("upscale", "--engine", "lanczos", "--codec", "h264", source, "-o",
@@ -197,6 +198,7 @@ def test_upscale_command_json_and_quiet(make_clip, tmp_path):
     assert _streams(tmp_path / "b.mov")["video"]["codec_tag_string"] == "apch"
 
 
+@pytest.mark.slow
 def test_upscale_command_default_name_and_frames(make_clip, tmp_path):
     source = tmp_path / "shot.mov"
     source.write_bytes(make_clip(container="mov", frames=12, timecode="00:00:10:00").read_bytes())
@@ -206,6 +208,7 @@ def test_upscale_command_default_name_and_frames(make_clip, tmp_path):
     assert int(video["nb_read_packets"]) == 6 and video["tags"]["timecode"] == "00:00:10:02"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [None, b"garbage"])
 def test_upscale_command_bad_input_exits_2_with_one_line(tmp_path, content):
     source = tmp_path / "in.mp4"
@@ -224,6 +227,7 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_exit_1_and_leaves_no_file(make_clip, tmp_path):
     source = make_clip(frames=20, audio="aac")
     out = tmp_path / "out"

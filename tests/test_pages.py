@@ -231,6 +231,7 @@ def fetch_json(url: str) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_status_page_follows_a_running_watch_job_and_links_its_review(tmp_path, make_clip):
     preset = tmp_path / "tiny.toml"  # 6 frames in chunks of 4 sharing 2: 2 chunks of 2 steps
     preset.write_text(FREESCALE_TINY.replace('codec = "prores-lt"', 'codec = "prores-lt"\nreview = true')

@@ -83,6 +83,7 @@ def wipe_state(page) -> tuple[str, float]:
                              document.querySelector('.divider').getBoundingClientRect().x]""")
 
 
+@pytest.mark.slow
 def test_review_page_images_load_and_the_slider_moves_the_wipe(page, review, tmp_path):
     page.goto(review.as_uri())
     assert images_loaded(page) == [640] * 8  # 4 samples, source and result, at 2x of 320
@@ -100,6 +101,7 @@ def test_review_page_images_load_and_the_slider_moves_the_wipe(page, review, tmp
     assert page.requests == [review.as_uri()]  # the page itself; nothing else
 
 
+@pytest.mark.slow
 def test_status_page_refreshes_and_links_the_review_page(page, review, tmp_path):
     out = review.parent
     inbox = out.parent

@@ -31,6 +31,7 @@ def video_stream(path):
     return next(s for s in info["streams"] if s["codec_type"] == "video")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size, frames", [(128, 18), (256, 4)])
 def test_generate_writes_the_cascade_size_and_frame_count(tmp_path, size, frames):
     settings = Settings().replace({**TINY, "generate.width": size, "generate.height": size,
@@ -41,6 +42,7 @@ def test_generate_writes_the_cascade_size_and_frame_count(tmp_path, size, frames
     assert result.test_model and "RANDOM TEST MODEL" in result.to_dict()["note"]
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_clip_and_another_seed_does_not(tmp_path):
     def run(name, seed):
         settings = Settings().replace({**TINY, "generate.width": 128, "generate.height": 128,
@@ -71,6 +73,7 @@ def test_noise_rescheduling_reuses_the_first_windows_noise():
             assert any(torch.equal(group[:, :, k], sources[:, :, j]) for j in range(sources.shape[2]))
 
 
+@pytest.mark.slow
 def test_generate_command_labels_a_test_model_result(tmp_path):
     preset = write_preset(tmp_path / "tiny.toml", {**TINY, "generate.width": 128, "generate.height": 128,
                                                    "generate.frames": 2})
@@ -83,6 +86,7 @@ def test_generate_command_labels_a_test_model_result(tmp_path):
     assert (tmp_path / "cat.mp4").is_file()
 
 
+@pytest.mark.slow
 def test_selftest_passes_and_says_its_output_is_noise(tmp_path):
     done = subprocess.run([sys.executable, "-m", "vidscale", "selftest", "--keep", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)

@@ -20,7 +20,7 @@ import pytest
 
 from vidscale.pipeline.upscale import plan_upscale, upscale_clip
 from vidscale.settings import Settings
-from job_files import ffprobe_video, write_preset
+from job_files import ffprobe_video, stored_chunks, write_preset
 from watch_helpers import decoded
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",
@@ -36,6 +36,7 @@ def tiny_settings(**overrides) -> Settings:
 
 
 
+@pytest.mark.slow
 def test_a_multi_chunk_upscale_keeps_every_frame_and_timestamp(make_clip, tmp_path):
     clip = make_clip(width=64, height=48, frames=9)
     result = upscale_clip(clip, tmp_path / "out.mp4", tiny_settings())
@@ -54,6 +55,7 @@ def test_a_multi_chunk_upscale_keeps_every_frame_and_timestamp(make_clip, tmp_pa
 
 @pytest.mark.parametrize("size, frames, fusion", [((319, 241), 2, "fast"), ((854, 480), 1, "npa-only"),
                                                    ((1280, 720), 1, "npa-only")])
+@pytest.mark.slow
 def test_odd_sizes_come_back_at_exactly_twice_the_input(make_clip, tmp_path, size, frames, fusion):
     """Padded to the model grid, cropped on output. The large sizes use windowed (NPA) attention
     only, to keep the CPU test short; the geometry is the same in every fusion mode."""
@@ -78,6 +80,7 @@ def test_the_plan_for_large_sizes_is_exact_and_says_how_it_fits(make_clip):
     assert huge.tiles and huge.fusion == "npa-only" and huge.notes
 
 
+@pytest.mark.slow
 def test_seams_at_chunk_boundaries_are_no_rougher_than_inside_chunks(make_clip, tmp_path):
     """Metric: mean absolute change between consecutive output frames (8-bit RGB).
 
@@ -102,6 +105,7 @@ def run_upscale(*args: str, **popen) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, **popen)
 
 
+@pytest.mark.slow
 def test_sigkill_in_a_middle_chunk_then_rerun_gives_the_uninterrupted_output(make_clip, tmp_path):
     clip = make_clip(width=64, height=48, frames=12)
     preset = write_preset(tmp_path / "tiny.toml", CHUNKED)
@@ -114,7 +118,7 @@ def test_sigkill_in_a_middle_chunk_then_rerun_gives_the_uninterrupted_output(mak
     killed = run_upscale(str(clip), "-o", str(target), *args)
     jobs = tmp_path / "killed" / ".vidscale-jobs"
     deadline = time.monotonic() + 240
-    while not list(jobs.glob("*/chunk-0001.safetensors")):  # chunk 0 and 1 done, chunk 2 running
+    while stored_chunks(jobs) < 2:  # chunks 0 and 1 stored, 2 running
         assert killed.poll() is None, killed.stdout.read().decode()
         assert time.monotonic() < deadline, "no second chunk within 240 s"
         assert not target.exists()
@@ -133,6 +137,7 @@ def test_sigkill_in_a_middle_chunk_then_rerun_gives_the_uninterrupted_output(mak
     assert [p.name for p in (tmp_path / "killed").iterdir() if p.name != ".vidscale-jobs"] == ["out.mp4"]
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_plan_without_loading_a_model(make_clip, tmp_path):
     """The dry run reads the model's configs (its base size decides the plan), never its weights."""
     from vidscale.model.configs import TINY_TEXT, TINY_UNET, TINY_VAE
@@ -154,6 +159,7 @@ def test_dry_run_prints_the_plan_without_loading_a_model(make_clip, tmp_path):
     assert not list(tmp_path.glob("*.mp4"))
 
 
+@pytest.mark.slow
 def test_bf16_runs_the_gpu_precision_path_on_the_cpu(make_clip, tmp_path):
     clip = make_clip(width=64, height=48, frames=3)
     result = upscale_clip(clip, tmp_path / "out.mp4", tiny_settings(model__dtype="bf16", sampling__steps=2))
@@ -174,6 +180,7 @@ def test_dry_run_text_names_chunks_windows_tiles_and_cost(make_clip):
         assert line in done.output
 
 
+@pytest.mark.slow
 def test_over_the_memory_budget_the_latent_is_tiled_and_blended(make_clip, tmp_path):
     """The tiny model priced as full-size VideoCrafter2 (its weights alone fill 0.1 GB), so the plan
     must tile; the tiles run on the tiny model and are blended into exactly scale x the input."""
@@ -191,6 +198,7 @@ def test_over_the_memory_budget_the_latent_is_tiled_and_blended(make_clip, tmp_p
     assert len(frames) == 2 and frames[0].shape == (192, 256, 3)
 
 
+@pytest.mark.slow
 def test_eta_one_upscales_repeatably_from_the_seed_alone(make_clip, tmp_path):
     """DDIM's step noise comes from a generator keyed by (seed, chunk), never the global RNG."""
     import torch

@@ -37,6 +37,7 @@ def _run(model, cache: str) -> tuple[torch.Tensor, int]:
         hook.remove()
 
 
+@pytest.mark.slow
 def test_mag_skips_steps_repeatably_with_ratios_calibrated_once(model, monkeypatch):
     plain, plain_calls = _run(model, "none")
     assert plain_calls == CALLS

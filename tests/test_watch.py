@@ -65,6 +65,7 @@ def frame_numbers(path):
     return [frame_index(frame) for frame in decoded(path)]
 
 
+@pytest.mark.slow
 def test_a_file_written_slowly_is_taken_only_once_complete(tmp_path, clip, inbox, watcher):
     data = clip.read_bytes()
     pieces = 8
@@ -94,6 +95,7 @@ def test_a_file_written_slowly_is_taken_only_once_complete(tmp_path, clip, inbox
     assert frame_numbers(inbox / "out" / "slow_2x.mov") == list(range(12))
 
 
+@pytest.mark.slow
 def test_five_clips_dropped_at_once_are_done_once_each_in_arrival_order(tmp_path, clip, inbox, watcher):
     watch = watcher(inbox, *SETTLE, *LANCZOS)
     wait_for(lambda: status(inbox).get("state") == "watching", 20, watch, "a watching status")
@@ -111,6 +113,7 @@ def test_five_clips_dropped_at_once_are_done_once_each_in_arrival_order(tmp_path
     assert frame_numbers(inbox / "out" / "c_2x.mov") == list(range(12))
 
 
+@pytest.mark.slow
 def test_clips_there_before_the_start_go_in_mtime_order(tmp_path, clip, inbox, watcher):
     start = time.time() - 100
     for name, age in [("b.mp4", 30), ("c.mp4", 10), ("a.mp4", 20)]:
@@ -120,6 +123,7 @@ def test_clips_there_before_the_start_go_in_mtime_order(tmp_path, clip, inbox, w
     assert [e["file"] for e in events(inbox, "claimed")] == ["b.mp4", "a.mp4", "c.mp4"]
 
 
+@pytest.mark.slow
 def test_a_corrupt_clip_fails_alone_and_the_watcher_goes_on(tmp_path, clip, inbox, watcher):
     watch = watcher(inbox, *SETTLE, "--poll", *LANCZOS)
     wait_for(lambda: status(inbox).get("state") == "watching", 20, watch, "a watching status")
@@ -143,6 +147,7 @@ def test_a_corrupt_clip_fails_alone_and_the_watcher_goes_on(tmp_path, clip, inbo
     assert files(inbox / "done") == ["good.mp4"]
 
 
+@pytest.mark.slow
 def test_a_clip_that_cannot_reach_failed_stays_where_it_is(tmp_path, inbox, watcher):
     garbage = os.urandom(5000)
     (inbox / "x").mkdir()
@@ -157,6 +162,7 @@ def test_a_clip_that_cannot_reach_failed_stays_where_it_is(tmp_path, inbox, watc
     assert (inbox / "x" / "bad.mp4").read_bytes() == garbage
 
 
+@pytest.mark.slow
 def test_an_unwritable_output_folder_fails_the_clip_and_keeps_the_source(tmp_path, clip, inbox, watcher):
     out = tmp_path / "out"
     out.mkdir()
@@ -182,6 +188,7 @@ def test_an_unwritable_output_folder_fails_the_clip_and_keeps_the_source(tmp_pat
     assert frame_numbers(out / "b_2x.mov") == list(range(12))
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_clip_with_the_reason_and_keeps_the_source(tmp_path, make_clip, inbox, watcher):
     big = make_clip(width=320, height=240, frames=12)  # its 640x480 ProRes output passes 64 KB
     drop(big, inbox / "a.mp4")
@@ -193,6 +200,7 @@ def test_a_full_disk_fails_the_clip_with_the_reason_and_keeps_the_source(tmp_pat
     assert files(inbox / "out") == []  # no partial output under any name
 
 
+@pytest.mark.slow
 def test_a_subfolder_vidscale_toml_overrides_the_preset(tmp_path, clip, inbox, watcher):
     (inbox / "web").mkdir()
     (inbox / "web" / "vidscale.toml").write_text('[output]\ncodec = "h264"\ncrf = 23\n')
@@ -210,6 +218,7 @@ def test_a_subfolder_vidscale_toml_overrides_the_preset(tmp_path, clip, inbox, w
     assert started["web/a.mp4"] == ["preset preview-lanczos-2x", "web/vidscale.toml"]
 
 
+@pytest.mark.slow
 def test_a_bad_vidscale_toml_fails_its_clips_with_the_reason(tmp_path, clip, inbox, watcher):
     (inbox / "x").mkdir()
     (inbox / "x" / "vidscale.toml").write_text('[output]\ncodec = "mpeg2"\n')
@@ -221,6 +230,7 @@ def test_a_bad_vidscale_toml_fails_its_clips_with_the_reason(tmp_path, clip, inb
     assert (inbox / "failed" / "x" / "a.mp4").read_bytes() == clip.read_bytes()
 
 
+@pytest.mark.slow
 def test_a_restart_finishes_claimed_clips_first_and_never_redoes_one(tmp_path, clip, inbox, watcher):
     processing = inbox / ".vidscale" / "processing"
     drop(clip, processing / "finished.mp4")  # its output exists: a crash hit before the move
@@ -238,6 +248,7 @@ def test_a_restart_finishes_claimed_clips_first_and_never_redoes_one(tmp_path, c
     assert files(processing) == []
 
 
+@pytest.mark.slow
 def test_a_clip_dropped_again_gets_its_own_output(tmp_path, clip, inbox, watcher):
     (inbox / "out").mkdir()
     (inbox / "out" / "a_2x.mov").write_bytes(b"yesterday's result")
@@ -249,6 +260,7 @@ def test_a_clip_dropped_again_gets_its_own_output(tmp_path, clip, inbox, watcher
     assert files(inbox / "done") == ["a (2).mp4"]
 
 
+@pytest.mark.slow
 def test_two_watchers_never_take_the_same_clip(tmp_path, clip, inbox, watcher):
     names = [f"{letter}.mp4" for letter in "abcdef"]
     for name in names:
@@ -262,6 +274,7 @@ def test_two_watchers_never_take_the_same_clip(tmp_path, clip, inbox, watcher):
     assert files(inbox / "out") == sorted(n.replace(".mp4", "_2x.mov") for n in names)
 
 
+@pytest.mark.slow
 def test_sigterm_while_idle_exits_0_at_once(tmp_path, inbox, watcher):
     watch = watcher(inbox, *SETTLE, *LANCZOS)
     wait_for(lambda: status(inbox).get("state") == "watching", 20, watch, "a watching status")
@@ -340,6 +353,7 @@ def wait_for_a_chunk(inbox, out, watch):
     wait_for(chunk_done, 120, watch, "a finished chunk")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_job_then_a_restart_resumes_to_the_same_output(tmp_path, clip, inbox, watcher,
                                                                    freescale):
     reference = tmp_path / "reference.mov"
@@ -368,6 +382,7 @@ def test_sigkill_mid_job_then_a_restart_resumes_to_the_same_output(tmp_path, cli
     assert (inbox / "done" / "a.mp4").read_bytes() == clip.read_bytes()
 
 
+@pytest.mark.slow
 def test_sigterm_mid_job_stops_after_the_chunk_and_a_restart_finishes(tmp_path, clip, inbox, watcher,
                                                                      freescale, make_clip):
     drop(clip, inbox / "a.mp4")
@@ -421,6 +436,7 @@ def test_without_weights_a_freescale_watch_exits_2_at_the_start_naming_the_fix(t
     assert lanczos.exit_code == 0, lanczos.output  # the lanczos engine needs no weights
 
 
+@pytest.mark.slow
 def test_a_test_model_result_says_so_on_its_watch_line_and_in_its_event(tmp_path, make_clip):
     from vidscale.jobs.watch import WatchRequest, watch_folder
     from vidscale.pipeline.result import TEST_MODEL_NOTE
