@@ -16,10 +16,14 @@ import torch
 class Box(Protocol):
     """A window (top, left, height, width) in latent cells, like ``vidscale.work.plan.Tile``."""
 
-    top: int
-    left: int
-    height: int
-    width: int
+    @property
+    def top(self) -> int: ...
+    @property
+    def left(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def width(self) -> int: ...
 
 
 def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
