@@ -28,9 +28,9 @@ from typing import Any, Callable, Iterator
 from ..atomic import check_writable, make_folder
 from ..errors import InputError, Interrupted, InvalidMediaError, MediaNotFoundError, VidscaleError
 from ..media import VideoInfo, probe
+from ..media.codecs import output_suffix
 from ..media.probe import FrameSelection
 from ..media.write import check_output
-from ..media.codecs import output_suffix
 from ..progress import Log, Progress
 from ..settings import Settings
 from ..work.plan import describe_estimate, describe_plan, estimate_seconds

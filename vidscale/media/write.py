@@ -71,7 +71,8 @@ class VideoWriter:
     """
 
     def __init__(self, output: Path | str, *, width: int, height: int,
-                 source: VideoInfo | None = None, settings: OutputSettings = OutputSettings(),
+                 source: VideoInfo | None = None,
+                 settings: OutputSettings = OutputSettings(),  # noqa: B008 (frozen: one shared default is safe)
                  frame_range: tuple[int, int] | None = None, frame_rate: Fraction | None = None,
                  overwrite: bool = False):
         self.output = Path(output)
