@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 from conftest import frame_index
+from watch_helpers import FREESCALE_TINY, LANCZOS, decoded, files, job_progress, run_vidscale
 
 from vidscale.jobs.engines import upscale_one
 from vidscale.settings import load_settings
-from watch_helpers import FREESCALE_TINY, LANCZOS, decoded, files, job_progress, run_vidscale
 
 
 def frame_numbers(path):
@@ -137,6 +137,7 @@ def test_a_camera_card_is_searched_recursively_and_outputs_mirror_its_folders(tm
     """Two C0001.mp4 in A001/ and A002/ of a folder named like a clip: both run, into mirrored
     folders; a sidecar is named as passed over; hidden folders and the --out-dir are not entered."""
     from click.testing import CliRunner
+
     from vidscale.cli import main
 
     card = tmp_path / "CARD.mp4"
@@ -171,6 +172,7 @@ def test_without_out_dir_each_output_lies_beside_its_clip(tmp_path, make_clip):
 
 def test_a_folder_without_video_is_an_error_naming_what_it_found(tmp_path):
     from click.testing import CliRunner
+
     from vidscale.cli import main
 
     (tmp_path / "docs" / "sub").mkdir(parents=True)

@@ -23,8 +23,8 @@ from vidscale.media.matte import open_matte, read_matte
 from vidscale.model.schedule import VC2Schedule
 from vidscale.pipeline.chunks import ChunkInputs, denoise_chunks
 from vidscale.pipeline.detail import detail_alpha
-from vidscale.pipeline.refine import Denoiser
 from vidscale.pipeline.loading import load_model
+from vidscale.pipeline.refine import Denoiser
 from vidscale.pipeline.steps import chunk_inputs, upscale_denoiser
 from vidscale.progress import Progress
 from vidscale.settings import load_settings

@@ -16,18 +16,22 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline
 from float_bounds import gamma
+from spies import KeepFrames
 
 from vidscale.media import probe, read_frames
 from vidscale.model import load_videocrafter2
 from vidscale.model.folder import save_model
 from vidscale.pipeline import generate as generate_module
 from vidscale.pipeline import upscale as upscale_module
-from vidscale.pipeline.diffusers_pipelines import (FreeScalePipeline, VideoCrafter2Pipeline,
-                                                   VideoCrafter2UpscalePipeline, as_rgb_frames)
+from vidscale.pipeline.diffusers_pipelines import (
+    FreeScalePipeline,
+    VideoCrafter2Pipeline,
+    VideoCrafter2UpscalePipeline,
+    as_rgb_frames,
+)
 from vidscale.pipeline.generate import generate_clip
 from vidscale.pipeline.upscale import upscale_clip
 from vidscale.settings import load_settings
-from spies import KeepFrames
 
 PROMPT = "a red kite over the sea"
 
@@ -63,7 +67,8 @@ def test_diffusers_loads_the_folder_as_the_vidscale_pipeline(folder, pipe):
     with pytest.raises(ValueError, match="trust_remote_code"):
         DiffusionPipeline.from_pretrained(folder)  # diffusers runs no code from a folder unasked
     assert type(FreeScalePipeline.from_pretrained(folder)) is FreeScalePipeline  # trusts vidscale's lines only
-    (folder / "tokenizer" / "clip_tokenizer.py").write_text("import os\n" + (folder / "tokenizer" / "clip_tokenizer.py").read_text())
+    code = folder / "tokenizer" / "clip_tokenizer.py"
+    code.write_text("import os\n" + code.read_text())
     try:
         with pytest.raises(ValueError, match="trust_remote_code"):
             VideoCrafter2Pipeline.from_pretrained(folder)

@@ -21,11 +21,11 @@ from typing import Callable
 
 import pytest
 from click.testing import CliRunner
-
 from timeline_helpers import stand_in
+from watch_helpers import LANCZOS, full_disk_after, start_watch, status, wait_for
+
 from vidscale.cli import main
 from vidscale.jobs.interrupts import FIRST
-from watch_helpers import LANCZOS, full_disk_after, start_watch, status, wait_for
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 EDITS = Path(__file__).resolve().parent / "timeline_samples"
@@ -260,7 +260,8 @@ def fcp_media(tmp_path, make_clip) -> Path:
     """Stand-ins for ``premiere_windows.xml``'s two video files, in a --media folder."""
     media = tmp_path / "media"
     stand_in(make_clip, media, "sc01_sh010_anim.mov", rate=Fraction(30), timecode="00:00:00:00", frames=30)
-    stand_in(make_clip, media, "sc01_master_layerA_sh030_temp.mov", rate=Fraction(30), timecode="00:00:03:09", frames=30)
+    stand_in(make_clip, media, "sc01_master_layerA_sh030_temp.mov", rate=Fraction(30), timecode="00:00:03:09",
+             frames=30)
     return media
 
 

@@ -23,17 +23,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from job_files import write_preset
+from spies import KeepFrames, unet_calls
+from watch_helpers import decoded
 
 import vidscale
-from job_files import write_preset
 from vidscale.errors import Interrupted
 from vidscale.jobs.interrupts import FIRST
 from vidscale.model.videocrafter2 import tiny_videocrafter2
 from vidscale.pipeline import generate as generate_module
 from vidscale.pipeline.generate import generate_clip, generate_latents
 from vidscale.settings import Settings
-from watch_helpers import decoded
-from spies import KeepFrames, unet_calls
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "sampling.steps": 4,
         "sampling.prompt": "a red kite over the sea", "generate.base_width": 64, "generate.base_height": 64,

@@ -66,7 +66,8 @@ def test_a_job_is_skipped_when_its_estimate_does_not_fit_the_time_left(bench):
     assert gpu_run.skip_reason(None, left=40.0, budget=540) is None  # the first job just runs, under its cap
     assert "estimated 37 s > 30 s left of --budget 540" in gpu_run.skip_reason(37.0, left=30.0, budget=540)
     assert "too little to start" in gpu_run.skip_reason(None, left=gpu_run.MIN_JOB_S - 1, budget=540)
-    for unusable in ({"skipped": "no time"}, {"error": "OOM"}, {"eager_s": 1.0, "compiled_s": 0.5, "peak_memory_gb": 1}):
+    for unusable in ({"skipped": "no time"}, {"error": "OOM"},
+                     {"eager_s": 1.0, "compiled_s": 0.5, "peak_memory_gb": 1}):
         assert gpu_run.measured_rate(unusable, 20.0, "x") is None
 
 
@@ -161,7 +162,8 @@ def test_the_driver_runs_jobs_in_order_skips_what_cannot_fit_and_saves_after_eve
     assert jobs["huge"]["skipped"] == "estimated 515 s > 205 s left of --budget 300"
     assert jobs["slow"]["killed"] == "stopped at its 40 s cap" and jobs["slow"]["process"]["rc"] is None
     # the JSON on disk held every earlier job when the next one started (a cut-off run keeps them)
-    assert list(fake.seen_before["compile"]) == ["first"] and list(fake.seen_before["slow"]) == ["first", "compile", "huge"]
+    assert list(fake.seen_before["compile"]) == ["first"]
+    assert list(fake.seen_before["slow"]) == ["first", "compile", "huge"]
     # profiles: the missed job and the killed one, in order of value, each under the time left
     profiled = [cmd[cmd.index("--jobs") + 1] for cmd, _ in fake.calls if "--profile-step" in cmd]
     assert profiled == ["first", "slow"]

@@ -9,14 +9,14 @@ import time
 
 import numpy as np
 import pytest
+from spies import unet_calls
+from watch_helpers import decoded
 
 from vidscale.errors import Interrupted
 from vidscale.jobs.interrupts import FIRST, interruptible
 from vidscale.model.videocrafter2 import tiny_videocrafter2
 from vidscale.pipeline.upscale import upscale_clip
 from vidscale.settings import Settings
-from watch_helpers import decoded
-from spies import unet_calls
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",
         "sampling.steps": 6, "output.codec": "h264", "output.crf": 0, "output.x264_preset": "ultrafast"}

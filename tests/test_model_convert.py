@@ -12,9 +12,19 @@ import pickle
 
 import pytest
 import torch
+from vc2_layout import (
+    TINY_TEXT,
+    TINY_UNET,
+    TINY_VAE,
+    TextWidths,
+    UNetWidths,
+    VAEWidths,
+    original_checkpoint,
+    text_shapes,
+    unet_shapes,
+    vae_shapes,
+)
 
-from vc2_layout import (TINY_TEXT, TINY_UNET, TINY_VAE, TextWidths, UNetWidths, VAEWidths, original_checkpoint,
-                        text_shapes, unet_shapes, vae_shapes)
 from vidscale.errors import CheckpointError, ModelNotFoundError, OutputError
 from vidscale.model import load_videocrafter2
 from vidscale.model.checkpoint import read_checkpoint
@@ -244,6 +254,7 @@ def test_a_missing_checkpoint_says_where_to_download(tmp_path):
 
 def test_convert_and_info_commands(tmp_path, tiny_ckpt, vocab):
     from click.testing import CliRunner
+
     from vidscale.cli import main
     runner = CliRunner()
     done = runner.invoke(main, ["model", "convert", str(tiny_ckpt), str(tmp_path / "vc2"), "--vocab", str(vocab)])

@@ -4,8 +4,17 @@ import torch
 from torch import nn
 from vc2_layout import text_shapes, unet_shapes, vae_shapes
 
-from vidscale.model.configs import TINY_TEXT, TINY_UNET, TINY_VAE, VC2_TEXT, VC2_UNET, VC2_VAE, text_config, \
-    unet_config, vae_config
+from vidscale.model.configs import (
+    TINY_TEXT,
+    TINY_UNET,
+    TINY_VAE,
+    VC2_TEXT,
+    VC2_UNET,
+    VC2_VAE,
+    text_config,
+    unet_config,
+    vae_config,
+)
 from vidscale.model.loading import load_videocrafter2, resolve_model_path
 from vidscale.model.videocrafter2 import random_videocrafter2
 

@@ -7,12 +7,12 @@ import torch
 from diffusers import UNet3DConditionModel
 from float_bounds import FLOAT64_AGREEMENT, assert_float64_close, gamma
 
+from vidscale.backends import as_backend
 from vidscale.errors import ModelNotFoundError, SettingsError
 from vidscale.model import load_videocrafter2, resolve_device, resolve_dtype, resolve_model_path
 from vidscale.model import videocrafter2 as vc2
 from vidscale.model.unet import FP32GroupNorm
 from vidscale.pipeline.base_stage import sample_base
-from vidscale.backends import as_backend
 from vidscale.settings import SamplingSettings
 
 

@@ -11,17 +11,17 @@ import time
 
 import numpy as np
 import pytest
+from watch_helpers import decoded
 
 from vidscale.model.videocrafter2 import tiny_videocrafter2
 from vidscale.pipeline import upscale
 from vidscale.pipeline.background import Prefetch, Sink
 from vidscale.pipeline.upscale import upscale_clip
 from vidscale.settings import Settings
-from watch_helpers import decoded
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",
-        "sampling.steps": 2, "sampling.guidance_scale": 1.0, "output.codec": "h264", "output.crf": 0, "output.x264_preset": "ultrafast",
-        "jobs.chunk_frames": 3, "jobs.overlap_frames": 1}
+        "sampling.steps": 2, "sampling.guidance_scale": 1.0, "output.codec": "h264", "output.crf": 0,
+        "output.x264_preset": "ultrafast", "jobs.chunk_frames": 3, "jobs.overlap_frames": 1}
 
 
 class ReaderBroke(Exception):

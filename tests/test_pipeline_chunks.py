@@ -9,14 +9,13 @@ import pytest
 import torch
 from float_bounds import gamma
 
-from vidscale.work.plan import make_plan
-from vidscale.work.store import JobStore
 from vidscale.model.schedule import VC2Schedule
 from vidscale.pipeline.chunks import Anchor, ChunkInputs, Interrupted, denoise_chunks, frame_noise, tiled
 from vidscale.pipeline.refine import Denoiser
-from vidscale.work.plan import plan_tiles
 from vidscale.progress import Progress
 from vidscale.settings import Settings
+from vidscale.work.plan import make_plan, plan_tiles
+from vidscale.work.store import JobStore
 
 FRAMES = 11
 

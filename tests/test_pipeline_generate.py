@@ -13,13 +13,13 @@ import sys
 import ffmpeg
 import pytest
 import torch
-
 from job_files import write_preset
+from watch_helpers import decoded
+
 from vidscale.errors import SettingsError
 from vidscale.freescale import reschedule_noise
 from vidscale.pipeline.generate import cascade_factors, generate_clip
 from vidscale.settings import Settings, load_settings
-from watch_helpers import decoded
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "sampling.steps": 3,
         "sampling.prompt": "a red kite over the sea", "generate.base_width": 64, "generate.base_height": 64,

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from causal_backend import GRID, CausalTestBackend, registered
+
 from vidscale.pipeline.chunks import Anchor, ChunkInputs, Interrupted, denoise_chunks
 from vidscale.pipeline.refine import Denoiser
 from vidscale.pipeline.segments import SegmentedClip, crossfaded_frames

@@ -15,15 +15,15 @@ import json
 import ffmpeg
 import numpy as np
 import pytest
-
 from causal_backend import CausalTestBackend, registered
 from job_files import ffprobe_video
+from watch_helpers import decoded
+
 from vidscale.media import probe
 from vidscale.pipeline.frames import upscale_frames
 from vidscale.pipeline.steps import chunk_inputs, plan_for_model
 from vidscale.pipeline.upscale import upscale_clip
 from vidscale.settings import Settings
-from watch_helpers import decoded
 
 # chunks of 9 frames (1 + 2 * 4) sharing 5 (1 + 4): a new chunk every 4 frames
 GRID_JOB = {"upscale.engine": "freescale", "sampling.steps": 4, "sampling.guidance_scale": 1.0,

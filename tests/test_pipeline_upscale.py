@@ -17,11 +17,11 @@ import time
 import ffmpeg
 import numpy as np
 import pytest
+from job_files import ffprobe_video, stored_chunks, write_preset
+from watch_helpers import decoded
 
 from vidscale.pipeline.upscale import plan_upscale, upscale_clip
 from vidscale.settings import Settings
-from job_files import ffprobe_video, stored_chunks, write_preset
-from watch_helpers import decoded
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",
         "sampling.steps": 4, "output.codec": "h264", "output.crf": 0, "output.x264_preset": "ultrafast"}
@@ -171,6 +171,7 @@ def test_bf16_runs_the_gpu_precision_path_on_the_cpu(make_clip, tmp_path):
 
 def test_dry_run_text_names_chunks_windows_tiles_and_cost(make_clip):
     from click.testing import CliRunner
+
     from vidscale.cli import main
     clip = make_clip(width=64, height=48, frames=9)
     done = CliRunner().invoke(main, ["upscale", str(clip), "--dry-run", "--model", "tiny"])

@@ -141,3 +141,13 @@ def test_the_multistep_solver_refuses_eta():
         make_solver("dpm++2m", VC2Schedule(), eta=1.0)
     with pytest.raises(SettingsError, match="sampling.scheduler"):
         make_solver("euler", VC2Schedule())
+
+
+def test_a_ddim_state_with_a_generator_needs_one_to_resume_into():
+    schedule, generator = VC2Schedule(), torch.Generator().manual_seed(3)
+    state = make_solver("ddim", schedule, eta=1.0, generator=generator).state()
+    with pytest.raises(ValueError, match="pass the job's generator"):
+        make_solver("ddim", schedule, eta=1.0).load_state(state)
+    resumed = torch.Generator()
+    make_solver("ddim", schedule, eta=1.0, generator=resumed).load_state(state)
+    assert torch.equal(resumed.get_state(), generator.get_state())

@@ -159,11 +159,15 @@ def test_a_25_fps_edl_needs_rate_and_reads_with_it(tmp_path, make_clip):
 def _df_edl(separator: str, fcm: str) -> str:
     """Two events over a 29.97 DF file starting at 00:00:59;20: frames 5-11 across the dropped
     ;00 and ;01 of minute 1, and frames 18-21."""
-    tc = lambda t: t.replace(";", separator)
+    def tc(t: str) -> str:
+        return t.replace(";", separator)
+
     return (f"TITLE: df\n{fcm}\n"
-            f"001  DF       V     C        {tc('00:00:59;25')} {tc('00:01:00;04')} {tc('01:00:00;00')} {tc('01:00:00;07')}\n"
+            f"001  DF       V     C        {tc('00:00:59;25')} {tc('00:01:00;04')} "
+            f"{tc('01:00:00;00')} {tc('01:00:00;07')}\n"
             "* FROM CLIP NAME:  df\n* FROM CLIP: df.mov\n"
-            f"002  DF       V     C        {tc('00:01:00;10')} {tc('00:01:00;14')} {tc('01:00:00;07')} {tc('01:00:00;11')}\n"
+            f"002  DF       V     C        {tc('00:01:00;10')} {tc('00:01:00;14')} "
+            f"{tc('01:00:00;07')} {tc('01:00:00;11')}\n"
             "* FROM CLIP NAME:  df\n* FROM CLIP: df.mov\n")
 
 

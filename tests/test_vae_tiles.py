@@ -44,6 +44,11 @@ def test_blending_tiles_of_a_local_function_is_exact_at_eight_times_the_size():
     assert ((blend_tiles(local, z, tiles, 8, scale=8) - expected).abs() <= gamma(17) * expected.abs()).all()
 
 
+def test_blending_no_tiles_says_so():
+    with pytest.raises(ValueError, match="at least one tile"):
+        blend_tiles(torch.tanh, torch.zeros(1, 4, 8, 8), [], overlap=0)
+
+
 def test_one_tile_covering_the_frame_is_the_whole_frame_decode(model, latent, whole):
     one = plan_tiles((16, 24), (16, 24), 0)
     assert torch.equal(torch.cat(list(model.decoded(latent, tiles=one, overlap=0))), whole)

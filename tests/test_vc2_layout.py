@@ -8,10 +8,23 @@ import math
 
 import pytest
 import torch
-
-from vc2_layout import (DEEPSPEED_PREFIX, TEXT_PREFIX, TINY_TEXT, TINY_UNET, TINY_VAE, UNET_PREFIX, VAE_PREFIX,
-                        TextWidths, UNetWidths, VAEWidths, original_checkpoint, schedule_buffers, text_shapes,
-                        unet_shapes, vae_shapes)
+from vc2_layout import (
+    DEEPSPEED_PREFIX,
+    TEXT_PREFIX,
+    TINY_TEXT,
+    TINY_UNET,
+    TINY_VAE,
+    UNET_PREFIX,
+    VAE_PREFIX,
+    TextWidths,
+    UNetWidths,
+    VAEWidths,
+    original_checkpoint,
+    schedule_buffers,
+    text_shapes,
+    unet_shapes,
+    vae_shapes,
+)
 
 
 def test_full_size_counts() -> None:

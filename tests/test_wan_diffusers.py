@@ -49,7 +49,8 @@ def test_text_to_video_equals_wan_pipeline(folder, guidance):
     args = dict(prompt=PROMPT, negative_prompt=NEGATIVE, height=32, width=32, num_frames=9,
                 num_inference_steps=4, guidance_scale=guidance, output_type="np")
     theirs = _quiet(WanPipeline.from_pretrained(folder))(**args, generator=torch.Generator().manual_seed(7)).frames
-    ours = _quiet(WanFreeScalePipeline.from_pretrained(folder))(**args, generator=torch.Generator().manual_seed(7)).frames
+    ours = _quiet(WanFreeScalePipeline.from_pretrained(folder))(**args,
+                                                                generator=torch.Generator().manual_seed(7)).frames
     assert ours.shape == theirs.shape == (1, 9, 32, 32, 3)
     assert np.abs(ours - theirs).max() < BOUND
     other_seed = _quiet(WanPipeline.from_pretrained(folder))(**args, generator=torch.Generator().manual_seed(8)).frames

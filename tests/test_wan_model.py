@@ -16,8 +16,15 @@ from vidscale.model.info import describe_model
 from vidscale.model.loading import default_wan_dir, model_family, resolve_model_path
 from vidscale.model.schedule import VC2Schedule
 from vidscale.model.solvers import DDIMSolver
-from vidscale.model.wan import (compile_transformer, load_wan, random_wan, resolve_wan_spec, save_wan,
-                                 set_attention_backend, tiny_wan)
+from vidscale.model.wan import (
+    compile_transformer,
+    load_wan,
+    random_wan,
+    resolve_wan_spec,
+    save_wan,
+    set_attention_backend,
+    tiny_wan,
+)
 from vidscale.model.wan_configs import WAN_1_3B_TRANSFORMER
 from vidscale.model.wan_tokenizer import byte_level_tokenizer
 from vidscale.pipeline.loading import load_model
@@ -184,9 +191,8 @@ def test_the_wan_cost_model_matches_flops_counted_on_the_meta_device():
     counter on the full architecture at 480x832 x 21 latent frames: no memory, exact integer counts.
     The cost model leaves out the text's own keys and values (once per call) and the non-matrix
     work: within 1 % here."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     from diffusers import WanTransformer3DModel
+    from torch.utils.flop_counter import FlopCounterMode
 
     from vidscale.model.wan import wan_cost
     from vidscale.model.wan_configs import WAN_1_3B_TRANSFORMER, WAN_2_1_VAE

@@ -21,11 +21,11 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from job_files import stored_chunks, write_preset
+from watch_helpers import decoded
+
 from vidscale.cli import main
 from vidscale.media import probe
-from watch_helpers import decoded
 
 # chunks of 9 frames (1 + 2 x 4) sharing 5 (1 + 4): 13 frames are [0, 9) and [4, 13)
 WAN_TINY = {"model.path": "wan-tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",

@@ -2,9 +2,16 @@
 
 import pytest
 
-from vidscale.work.plan import (MAX_GLOBAL_TOKENS, geometry_for, make_plan, plan_chunks, plan_tiles,
-                                unet_tflops, window_count)
 from vidscale.settings import Settings
+from vidscale.work.plan import (
+    MAX_GLOBAL_TOKENS,
+    geometry_for,
+    make_plan,
+    plan_chunks,
+    plan_tiles,
+    unet_tflops,
+    window_count,
+)
 
 
 @pytest.mark.parametrize("total, length, overlap", [(1, 48, 8), (16, 48, 8), (100, 48, 8), (97, 16, 4),

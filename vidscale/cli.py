@@ -14,7 +14,7 @@ import shlex
 import sys
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -37,7 +37,7 @@ class _ExitError(click.ClickException):
 
     def __init__(self, error: VidscaleError):
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click types it a ClassVar; ours vary per error
 
 
 class VidscaleGroup(click.Group):
@@ -184,7 +184,7 @@ MODEL_ONLY = {"prompt": "--prompt", "model_path": "--model", "device": "--device
 
 def _upscale_options(func: Any) -> Any:
     """``--preset`` and the options of :data:`UPSCALE_OPTION_KEYS`, for every upscaling command."""
-    for option in reversed([
+    options: list[Callable[[Any], Any]] = [
         click.option("--preset", default=DEFAULT_UPSCALE_PRESET, show_default=True,
                      help="Shipped preset name or path of a .toml file."),
         click.option("--scale", type=click.Choice(["2", "4"]), help="Size factor per side."),
@@ -200,7 +200,8 @@ def _upscale_options(func: Any) -> Any:
                      help="Also write NAME_review.html beside each output: source vs result, plan, seams."),
         click.option("--cluster", metavar="ADDRESS|local[:N]",
                      help="Spread clips and segments over Ray workers (pip install 'vidscale[ray]')."),
-    ]):
+    ]
+    for option in reversed(options):
         func = option(func)
     return func
 

@@ -2,8 +2,9 @@
 
 Every error a user can cause or fix is a :class:`VidscaleError` whose message names the file, the
 problem and the fix. The CLI maps ``exit_code`` to the process exit status in one place
-(0 ok, 1 a job failed while running, 2 bad input or usage, 130 interrupted: resumable). Like PyAV's errors, they also subclass
-the builtin family a caller already catches (a missing file is a ``FileNotFoundError``).
+(0 ok, 1 a job failed while running, 2 bad input or usage, 130 interrupted: resumable). Like PyAV's
+errors, they also subclass the builtin family a caller already catches (a missing file is a
+``FileNotFoundError``).
 """
 
 from __future__ import annotations

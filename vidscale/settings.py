@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ Codec = Literal[
 X264Preset = Literal[
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
 ]
+Fusion = Literal["off", "reference", "fast", "npa-only"]  # FreeScale's scale fusion
 
 
 def _range(lo: float | None, hi: float | None) -> dict[str, Any]:
@@ -130,7 +132,7 @@ class FreeScaleSettings:
     dilation: bool = True
     dilate_tau: float = field(default=0.7, metadata=_range(0.0, 1.0))  # dilated for 35 of 50 steps
     dilate_levels: tuple[int, ...] = (3,)  # down levels dilated (VC2 has 0..3); mid always
-    fusion: Literal["off", "reference", "fast", "npa-only"] = "fast"
+    fusion: Fusion = "fast"
     sigma: float = field(default=1.0, metadata=_range(0.01, 10.0))  # Gaussian blur of fusion
     blur: Literal["spatial", "released"] = "spatial"  # over (h, w) as the paper; authors' 3-D (h, w, C)
     # Rotary positions of a transformer (Wan) above its trained size: "extrapolate" (diffusers'
@@ -274,7 +276,7 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def preset_text(name_or_path: str | Path) -> tuple[str, str]:
+def preset_text(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:
     """Return ``(source label, TOML text)`` for a shipped preset name or a path to a user file."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or candidate.exists():
@@ -341,7 +343,7 @@ def _dotted(data: Mapping[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def load_settings(preset: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+def load_settings(preset: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
     """Defaults, then the preset (a shipped name or a file path), then ``{"section.key": value}``."""
     settings = Settings()
     if preset is not None:

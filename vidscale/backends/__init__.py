@@ -15,14 +15,14 @@ from .videocrafter2 import VC2Backend
 from .wan import WanBackend
 
 # The backend class of each loaded model class.
-BACKENDS: dict[type, type] = {VideoCrafter2: VC2Backend, Wan: WanBackend}
+BACKENDS: dict[type, type[VC2Backend] | type[WanBackend]] = {VideoCrafter2: VC2Backend, Wan: WanBackend}
 
 
 def as_backend(model: Any) -> Backend:
     """``model`` as a :class:`Backend` (a backend is returned as it is)."""
-    if isinstance(model, tuple(BACKENDS.values())):
-        return model
     for kind, backend in BACKENDS.items():
+        if isinstance(model, backend):
+            return model
         if isinstance(model, kind):
             return backend(model)
     raise TypeError(f"no backend runs a {type(model).__name__}; known: {', '.join(k.__name__ for k in BACKENDS)}")

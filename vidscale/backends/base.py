@@ -19,7 +19,7 @@ Conventions every backend keeps:
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 import torch
 
@@ -29,21 +29,23 @@ from ..model.tiles import Box
 from ..settings import FreeScaleSettings, SamplingSettings
 
 EpsFn = Callable[[torch.Tensor, float], torch.Tensor]  # (latents (B, C, F, h, w), t) -> prediction
+# A family's timestep: int for VC2's discrete DDPM steps, float for Wan's flow times (both 0..1000).
+Timestep = TypeVar("Timestep")
 
 
-class NoiseSchedule(Protocol):
-    """A family's noising path and its samplers."""
+class NoiseSchedule(Protocol[Timestep]):
+    """A family's noising path and its samplers, over its own timesteps."""
 
-    def timesteps(self, num_steps: int) -> Sequence[float]:
+    def timesteps(self, num_steps: int) -> Sequence[Timestep]:
         """The ``num_steps`` timesteps of a full sampling run, from most to least noisy."""
 
-    def q_sample(self, z0: torch.Tensor, t: float, noise: torch.Tensor) -> torch.Tensor:
+    def q_sample(self, z0: torch.Tensor, t: Timestep, noise: torch.Tensor) -> torch.Tensor:
         """``z0`` noised to timestep ``t`` with ``noise`` (FreeScale's restart and detail control)."""
 
-    def pred_x0(self, x_t: torch.Tensor, eps: torch.Tensor, t: float) -> torch.Tensor:
+    def pred_x0(self, x_t: torch.Tensor, eps: torch.Tensor, t: Timestep) -> torch.Tensor:
         """The clean latent that the prediction ``eps`` at ``t`` implies."""
 
-    def eps_from_x0(self, x_t: torch.Tensor, z0: torch.Tensor, t: float) -> torch.Tensor:
+    def eps_from_x0(self, x_t: torch.Tensor, z0: torch.Tensor, t: Timestep) -> torch.Tensor:
         """The prediction that implies the clean latent ``z0`` (after structure guidance)."""
 
     def solver(self, name: str, *, eta: float = 0.0, generator: torch.Generator | None = None) -> Solver:
@@ -54,7 +56,10 @@ class Backend(Protocol):
     """A loaded model of one family, as the pipelines use it."""
 
     spec: ModelSpec
-    schedule: NoiseSchedule
+
+    @property
+    def schedule(self) -> NoiseSchedule[Any]:
+        """The family's schedule: the pipelines hand it back only the timesteps it gave them."""
 
     @property
     def device(self) -> torch.device: ...

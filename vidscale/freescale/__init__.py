@@ -37,12 +37,11 @@ Choices the method leaves open, each argued where it is made:
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager, nullcontext
-from typing import ContextManager, Iterator
-
-from torch import nn
+from typing import TYPE_CHECKING, ContextManager, Iterator
 
 from ..errors import SettingsError
 from ..settings import FreeScaleSettings
+from .attention import AttentionModel
 from .blur import fusion_kernel_size, gaussian_blur, released_blur
 from .cascade import (
     alpha_map,
@@ -72,10 +71,14 @@ from .transformer import (
     transformer_self_attention_names,
 )
 
+if TYPE_CHECKING:
+    from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
+    from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
+
 
 @contextmanager
 def freescale_patches(
-    unet: nn.Module,
+    unet: AttentionModel,
     settings: FreeScaleSettings,
     *,
     base_size: tuple[int, int],
@@ -108,7 +111,7 @@ def freescale_patches(
 
 @contextmanager
 def transformer_patches(
-    transformer: nn.Module,
+    transformer: WanTransformer3DModel,
     settings: FreeScaleSettings,
     *,
     base_size: tuple[int, int],
@@ -124,7 +127,7 @@ def transformer_patches(
     whatever the latent holds. ``scale`` is the stage's upscale factor. The UNet-only settings
     (dilation, temporal windows) do not apply: see the package docstring.
     """
-    patch = tuple(transformer.config.patch_size)
+    patch = tuple(transformer.config["patch_size"])
     with ExitStack() as stack:
         if settings.fusion != "off":
             stack.enter_context(transformer_fusion(
@@ -139,7 +142,7 @@ def transformer_patches(
 
 
 def freescale_step(
-    unet: nn.Module, settings: FreeScaleSettings, *, step_index: int, num_steps: int, scale: int
+    unet: UNet3DConditionModel, settings: FreeScaleSettings, *, step_index: int, num_steps: int, scale: int
 ) -> ContextManager[object]:
     """The per-step patch: restrained dilation (factor ``scale``) while ``step_index`` (in the full
     schedule) is below ``dilate_tau * num_steps``, else nothing. Enter it around each UNet call."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from typing import Any, Callable, Hashable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -122,18 +122,19 @@ def check_plain_self_attention(
 
 
 class PlanCache:
-    """A bounded memo of window plans, keyed by geometry and placed on the layer's device.
+    """A bounded memo of window plans, keyed by geometry (a token or frame count) and placed on the
+    layer's device.
 
     One cache is shared by the processors one context installs and dies with them, so plans are
     built once per grid size (a few per UNet) and nothing outlives the ``with`` block.
     """
 
-    def __init__(self, build: Callable[[Hashable], Any], max_entries: int = 32):
+    def __init__(self, build: Callable[[int], Any], max_entries: int = 32):
         self._build = build
         self._max_entries = max_entries
-        self._entries: dict[tuple[Hashable, str], Any] = {}
+        self._entries: dict[tuple[int, str], Any] = {}
 
-    def get(self, key: Hashable, device: torch.device) -> Any:
+    def get(self, key: int, device: torch.device) -> Any:
         """The built value for ``key``, with its plans on ``device`` (built on first use)."""
         full_key = (key, str(device))
         if full_key not in self._entries:
@@ -141,7 +142,7 @@ class PlanCache:
         return self._entries[full_key]
 
     @torch.compiler.disable
-    def _fill(self, full_key: tuple[Hashable, str], key: Hashable, device: torch.device) -> None:
+    def _fill(self, full_key: tuple[int, str], key: int, device: torch.device) -> None:
         """Build outside any torch.compile trace: plans are Python loops over every token, which
         TorchDynamo would otherwise unroll (a minute per layer at VC2 sizes). The compiled graph
         sees only the cached tensors; the miss costs one graph break on the first call."""
@@ -159,14 +160,24 @@ def _placed(value: Any, device: torch.device) -> Any:
     return value
 
 
-def processor_names(model: nn.Module, pattern: str) -> list[str]:
+class AttentionModel(Protocol):
+    """A diffusers model with swappable attention processors (``AttentionMixin``: the UNets, Wan's
+    transformer)."""
+
+    @property
+    def attn_processors(self) -> dict[str, Any]: ...
+
+    def set_attn_processor(self, processor: Any) -> None: ...
+
+
+def processor_names(model: AttentionModel, pattern: str) -> list[str]:
     """Keys of ``model.attn_processors`` (``...attn1.processor``) that fully match ``pattern``."""
     return [name for name in model.attn_processors if re.fullmatch(pattern, name)]
 
 
 @contextmanager
 def replaced_processors(
-    model: nn.Module, make: Callable[[str, Any], Any], names: list[str]
+    model: AttentionModel, make: Callable[[str, Any], Any], names: list[str]
 ) -> Iterator[dict[str, Any]]:
     """Install ``make(name, previous_processor)`` on the layers ``names``; restore on exit.
 
@@ -185,5 +196,5 @@ def replaced_processors(
 
 __all__ = [
     "Attend", "project_self_attention", "finish_attention", "full_attention", "windowed_attention",
-    "check_plain_self_attention", "PlanCache", "processor_names", "replaced_processors",
+    "check_plain_self_attention", "AttentionModel", "PlanCache", "processor_names", "replaced_processors",
 ]

@@ -22,12 +22,15 @@ two states are two cached graphs (module attributes are guarded), not a recompil
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence, TypeGuard
 
 from torch import nn
 
+if TYPE_CHECKING:
+    from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
 
-def dilated_conv_names(unet: nn.Module, levels: Sequence[int] = (3,), mid: bool = True) -> list[str]:
+
+def dilated_conv_names(unet: UNet3DConditionModel, levels: Sequence[int] = (3,), mid: bool = True) -> list[str]:
     """Module paths of the convs :func:`restrained_dilation` dilates, in model order.
 
     For each level ``l``: ``down_blocks.l.resnets.*.conv1/conv2`` and the downsampler that feeds
@@ -35,6 +38,11 @@ def dilated_conv_names(unet: nn.Module, levels: Sequence[int] = (3,), mid: bool 
     is never dilated); with ``mid``: ``mid_block.resnets.*.conv1/conv2``. Only 3x3 ``Conv2d``
     modules qualify, which excludes temporal Conv3d layers and 1x1 shortcuts by construction.
     """
+    return list(_dilated_convs(unet, levels, mid))
+
+
+def _dilated_convs(unet: UNet3DConditionModel, levels: Sequence[int], mid: bool) -> dict[str, nn.Conv2d]:
+    """The convs of :func:`dilated_conv_names`, by module path."""
     n_levels = len(unet.down_blocks)
     for level in levels:
         if not 0 <= level < n_levels:
@@ -43,14 +51,14 @@ def dilated_conv_names(unet: nn.Module, levels: Sequence[int] = (3,), mid: bool 
     prefixes += [f"down_blocks.{level - 1}.downsamplers." for level in levels if level > 0]
     if mid:
         prefixes.append("mid_block.resnets.")
-    return [
-        name
+    return {
+        name: module
         for name, module in unet.named_modules()
-        if any(name.startswith(p) for p in prefixes) and _is_spatial_3x3(name, module)
-    ]
+        if any(name.startswith(p) for p in prefixes) and _is_spatial_3x3(module, name)
+    }
 
 
-def _is_spatial_3x3(name: str, module: nn.Module) -> bool:
+def _is_spatial_3x3(module: nn.Module, name: str) -> TypeGuard[nn.Conv2d]:
     """A resnet conv1/conv2 or a downsampler conv that is a 3x3 Conv2d."""
     leaf = name.rsplit(".", 1)[-1]
     return (
@@ -62,7 +70,7 @@ def _is_spatial_3x3(name: str, module: nn.Module) -> bool:
 
 @contextmanager
 def restrained_dilation(
-    unet: nn.Module, *, levels: Sequence[int] = (3,), mid: bool = True, dilation: int = 2
+    unet: UNet3DConditionModel, *, levels: Sequence[int] = (3,), mid: bool = True, dilation: int = 2
 ) -> Iterator[list[str]]:
     """Dilate the convs named by :func:`dilated_conv_names` (dilation = padding = ``dilation``).
 
@@ -73,14 +81,14 @@ def restrained_dilation(
     """
     if dilation < 1:
         raise ValueError(f"dilation must be >= 1, got {dilation}")
-    names = dilated_conv_names(unet, levels, mid)
-    convs = [unet.get_submodule(name) for name in names]
+    found = _dilated_convs(unet, levels, mid)
+    convs = list(found.values())
     saved = [(conv.dilation, conv.padding) for conv in convs]
     try:
         for conv in convs:
             conv.dilation = (dilation, dilation)
             conv.padding = (dilation, dilation)
-        yield names
+        yield list(found)
     finally:
         for conv, (old_dilation, old_padding) in zip(convs, saved):
             conv.dilation = old_dilation

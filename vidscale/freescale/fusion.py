@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal
 
 import torch
-from torch import nn
 
 from .attention import (
+    AttentionModel,
     PlanCache,
     check_plain_self_attention,
     finish_attention,
@@ -156,14 +156,14 @@ class ScaleFusionProcessor:
                             lambda x: finish_attention(attn, x, hidden_states))
 
 
-def spatial_self_attention_names(unet: nn.Module) -> list[str]:
+def spatial_self_attention_names(unet: AttentionModel) -> list[str]:
     """The processor keys scale fusion replaces: attn1 of every spatial transformer block."""
     return processor_names(unet, SPATIAL_SELF_ATTENTION)
 
 
 @contextmanager
 def scale_fusion(
-    unet: nn.Module,
+    unet: AttentionModel,
     *,
     base_size: tuple[int, int],
     target_size: tuple[int, int],
@@ -178,7 +178,8 @@ def scale_fusion(
     On exit (also on an exception) the previous processor objects are back on every layer.
     Yields the installed processors by processor key.
     """
-    config = ScaleFusionConfig(tuple(base_size), tuple(target_size), mode, sigma, scale, blur)
+    (base_h, base_w), (target_h, target_w) = base_size, target_size
+    config = ScaleFusionConfig((base_h, base_w), (target_h, target_w), mode, sigma, scale, blur)
     plans = PlanCache(config.layer_windows)
     with replaced_processors(
         unet, lambda _, previous: ScaleFusionProcessor(previous, config, plans),

@@ -72,8 +72,9 @@ def rope_tables(
     _check_mode(mode)
     length = rope.max_seq_len
     freqs_dtype = torch.float32 if torch.backends.mps.is_available() else torch.float64
-    cos = [rope.freqs_cos[:, : rope.t_dim].cpu()]
-    sin = [rope.freqs_sin[:, : rope.t_dim].cpu()]
+    own_cos, own_sin = _tables(rope)
+    cos = [own_cos[:, : rope.t_dim].cpu()]
+    sin = [own_sin[:, : rope.t_dim].cpu()]
     for dim, scale in zip((rope.h_dim, rope.w_dim), scales):
         positions: torch.Tensor | int = length
         ntk_factor = 1.0
@@ -84,14 +85,19 @@ def rope_tables(
                 raise ValueError(f"NTK rope scaling needs more than 2 rotary channels per axis, got {dim}")
             ntk_factor = scale ** (dim / (dim - 2))
         axis_cos, axis_sin = get_1d_rotary_pos_embed(
-            dim, positions, THETA, use_real=True, repeat_interleave_real=True,
+            dim, positions, THETA,  # type: ignore[arg-type]  # diffusers takes a tensor, annotates ndarray | int
+            use_real=True, repeat_interleave_real=True,
             ntk_factor=ntk_factor, freqs_dtype=freqs_dtype,
         )
         cos.append(axis_cos)
         sin.append(axis_sin)
-    like = rope.freqs_cos
-    return (torch.cat(cos, dim=1).to(like.device, like.dtype),
-            torch.cat(sin, dim=1).to(like.device, like.dtype))
+    return (torch.cat(cos, dim=1).to(own_cos.device, own_cos.dtype),
+            torch.cat(sin, dim=1).to(own_cos.device, own_cos.dtype))
+
+
+def _tables(rope: WanRotaryPosEmbed) -> tuple[torch.Tensor, torch.Tensor]:
+    """The module's own (freqs_cos, freqs_sin) buffers."""
+    return rope.get_buffer("freqs_cos"), rope.get_buffer("freqs_sin")
 
 
 def _check_mode(mode: str) -> None:
@@ -124,7 +130,7 @@ def rope_positions(
         return
     own = rope_tables(rope, mode, (1.0, 1.0))
     if not all(torch.allclose(a.float(), b.float(), atol=1e-5, rtol=0)
-               for a, b in zip(own, (rope.freqs_cos, rope.freqs_sin))):
+               for a, b in zip(own, _tables(rope))):
         raise ValueError("this transformer's rotary tables are not WanRotaryPosEmbed's (theta "
                          f"{THETA:g}); freescale.rope = {mode!r} cannot rescale them: use 'extrapolate'")
     cos, sin = rope_tables(rope, mode, axis_scales(base_tokens, target_tokens))

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import torch
-from torch import nn
 
 from .attention import (
+    AttentionModel,
     PlanCache,
     check_plain_self_attention,
     finish_attention,
@@ -63,14 +63,14 @@ class TemporalWindowProcessor:
         return finish_attention(attn, out, hidden_states)
 
 
-def temporal_attention_names(unet: nn.Module) -> list[str]:
+def temporal_attention_names(unet: AttentionModel) -> list[str]:
     """The processor keys temporal windows replace: temporal self-attention and transformer_in."""
     return processor_names(unet, TEMPORAL_SELF_ATTENTION)
 
 
 @contextmanager
 def temporal_windows(
-    unet: nn.Module, *, window: int = 16, stride: int = 4
+    unet: AttentionModel, *, window: int = 16, stride: int = 4
 ) -> Iterator[dict[str, TemporalWindowProcessor]]:
     """Install :class:`TemporalWindowProcessor` on every temporal self-attention of ``unet``.
 

@@ -37,13 +37,13 @@ frequency mixing and structure guidance work on latents and apply unchanged (:mo
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
-from torch import nn
 
 from .attention import (
+    AttentionModel,
     PlanCache,
     check_plain_self_attention,
     full_attention,
@@ -54,6 +54,9 @@ from .attention import (
 from .blur import BlurMode, fusion_kernel_size
 from .fusion import FusionMode, ScaleFusionConfig, fused_output
 from .windows import WindowPlan, neighborhood_plan, reference_plan
+
+if TYPE_CHECKING:
+    from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 
 TRANSFORMER_SELF_ATTENTION = r"blocks\.\d+\.attn1\.processor"
 
@@ -176,14 +179,14 @@ def _project_out(attn: Any, out: torch.Tensor) -> torch.Tensor:
     return attn.to_out[1](attn.to_out[0](out))
 
 
-def transformer_self_attention_names(transformer: nn.Module) -> list[str]:
+def transformer_self_attention_names(transformer: AttentionModel) -> list[str]:
     """The processor keys transformer fusion replaces: ``blocks.N.attn1`` (not ``attn2``)."""
     return processor_names(transformer, TRANSFORMER_SELF_ATTENTION)
 
 
 @contextmanager
 def transformer_fusion(
-    transformer: nn.Module,
+    transformer: WanTransformer3DModel,
     *,
     base_size: tuple[int, int],
     target_size: tuple[int, int],
@@ -198,7 +201,7 @@ def transformer_fusion(
     patch size. On exit (also on an exception) the previous processor objects are back on every
     layer. Yields the installed processors by processor key.
     """
-    patch = tuple(transformer.config.patch_size)
+    patch = tuple(transformer.config["patch_size"])
     config = ScaleFusionConfig(
         token_grid(base_size, patch), token_grid(target_size, patch), mode, sigma, scale, blur
     )

@@ -159,7 +159,7 @@ def _plan(
         raise ValueError("window plan leaves tokens uncovered")  # cannot happen with window_starts
     depth = max(len(entry) for entry in slots)
     source = [[s for s, _ in entry] + [entry[0][0]] * (depth - len(entry)) for entry in slots]
-    weight = [
+    normalised = [
         [wt / sum(x for _, x in entry) for _, wt in entry] + [0.0] * (depth - len(entry))
         for entry in slots
     ]
@@ -167,7 +167,7 @@ def _plan(
         query_index=torch.tensor(queries, dtype=torch.long),
         key_index=torch.tensor(keys, dtype=torch.long),
         source=torch.tensor(source, dtype=torch.long),
-        weight=None if depth == 1 else torch.tensor(weight, dtype=torch.float64),
+        weight=None if depth == 1 else torch.tensor(normalised, dtype=torch.float64),
     )
 
 

@@ -23,14 +23,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from ..atomic import check_writable, make_folder
 from ..errors import InputError, Interrupted, InvalidMediaError, MediaNotFoundError, VidscaleError
 from ..media import VideoInfo, probe
+from ..media.codecs import output_suffix
 from ..media.probe import FrameSelection
 from ..media.write import check_output
-from ..media.codecs import output_suffix
 from ..progress import Log, Progress
 from ..settings import Settings
 from ..work.plan import describe_estimate, describe_plan, estimate_seconds
@@ -118,6 +118,9 @@ class BatchSummary:
                 "passed_over": [str(path) for path in self.passed_over],
                 "duplicates": [str(path) for path in self.duplicates],
                 "items": [item.to_dict() for item in self.items]}
+
+
+Summary = TypeVar("Summary", bound=BatchSummary)  # a driver's own summary class (the cluster's)
 
 
 def default_output(source: Path, settings: Settings, out_dir: Path | None = None) -> Path:
@@ -274,7 +277,7 @@ def run_batch(request: BatchRequest, *, progress: Progress | None = None,
     """Run one job per input; report each outcome through ``log`` and return the summary."""
     say = log or (lambda _line: None)
     started = time.perf_counter()
-    summary, found, outputs = start_batch(request, say)
+    summary, found, outputs = start_batch(request, say, BatchSummary())
     claimed: dict[Path, Path] = {}  # output -> the input that writes it in this batch
     for source in found.sources:
         item = check_item(source, request, outputs, claimed)
@@ -295,13 +298,11 @@ class Ready:
     notes: list[str]
 
 
-def start_batch(request: BatchRequest, say: Log, summary: BatchSummary | None = None
-                ) -> tuple[BatchSummary, Expansion, dict[Path, Path]]:
+def start_batch(request: BatchRequest, say: Log, summary: Summary) -> tuple[Summary, Expansion, dict[Path, Path]]:
     """Check the output folder, find the clips, say what was passed over; the drivers' first step.
 
     ``summary``: the (sub)class instance to fill, e.g. the cluster driver's.
     """
-    summary = summary if summary is not None else BatchSummary()
     if request.out_dir is not None:
         if request.dry_run:
             check_writable(request.out_dir)

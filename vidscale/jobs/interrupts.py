@@ -15,7 +15,7 @@ from __future__ import annotations
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..errors import Interrupted
 from ..progress import Log
@@ -25,7 +25,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
-def interruptible(resume_command: str, say: Log, *, unit: str = "chunk") -> Iterator[threading.Event]:
+def interruptible(resume_command: str, say: Log, *, unit: str = "chunk") -> Iterator[Callable[[], bool]]:
     """Yield ``should_stop`` for the job; a stop inside becomes :class:`Interrupted` (exit 130)
     whose message ends with the command that resumes. ``unit``: what the job saves ("chunk" for
     an upscale, "stage" for a generation)."""

@@ -35,12 +35,12 @@ from ..atomic import check_writable, make_folder
 from ..errors import InputError, Interrupted, InvalidMediaError, VidscaleError
 from ..media import VideoInfo, probe
 from ..media.codecs import output_suffix
+from ..media.write import check_output
 from ..progress import Log, Progress
 from ..settings import Settings
 from .batch import BatchSummary, ItemResult, describe_item, failed_item, plan_one
 from .clocks import MediaClock, Span, media_clock, merge_spans, same_count, with_handles
 from .edits import adapter_name, check_writer, import_otio, read_edit, reference_url, write_edit
-from ..media.write import check_output
 from .engines import upscale_one
 from .media_paths import Found, MediaFinder, recorded_path
 from .models import ModelKeeper

@@ -70,7 +70,7 @@ def _coverage(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
         plane = frame.reformat(format="rgba").to_ndarray()[..., 3]
     else:
         plane = np.round(to_rgb(frame).mean(axis=2)).astype(np.uint8)
-    small = av.VideoFrame.from_ndarray(np.ascontiguousarray(plane), format="gray")
+    small = av.VideoFrame.from_ndarray(np.ascontiguousarray(plane, dtype=np.uint8), format="gray")
     width, height = size
     small = small.reformat(width=width, height=height, interpolation="AREA")
     return small.to_ndarray().astype(np.float32) / 255.0

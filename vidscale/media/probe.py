@@ -80,15 +80,15 @@ class VideoInfo:
         """Resolve ``START:END`` (END exclusive, None = to the end) against this clip; either end
         may be a timecode (``01:00:00:00``, ``;`` for drop-frame), counted from this clip's start
         timecode at its rate."""
-        start, end = frames or (0, None)
-        start, end = self.frame_number(start), self.frame_number(end)
-        end = self.frame_count if end is None else min(end, self.frame_count)
+        first, last = frames or (0, None)
+        start = self.frame_number(first)
+        end = self.frame_count if last is None else min(self.frame_number(last), self.frame_count)
         if start < 0 or start >= end:
             raise InvalidMediaError(f"{self.path}: frames {start}:{end} select nothing "
                                     f"(the clip has {self.frame_count} frames)")
         return start, end
 
-    def frame_number(self, value: int | str | None) -> int | None:
+    def frame_number(self, value: int | str) -> int:
         """A frame number, or a timecode as the frame of this clip that shows it."""
         if not isinstance(value, str):
             return value

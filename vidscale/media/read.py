@@ -50,7 +50,7 @@ def decode_frames(source: Path | str | VideoInfo, start: int = 0,
     if start < 0 or (end is not None and end <= start):
         raise ValueError(f"frame range {start}:{end} is empty or negative")
     info = source if isinstance(source, VideoInfo) else (probe(source) if start else None)
-    path = Path(info.path if info else source)
+    path = source.path if isinstance(source, VideoInfo) else Path(source)
     for index, frame in _numbered_frames(path, info, start):
         if end is not None and index >= end:
             return
@@ -113,27 +113,28 @@ def _numbered_frames(path: Path, info: VideoInfo | None,
                      start: int) -> Iterator[tuple[int, av.VideoFrame]]:
     """(display index, frame) from a keyframe at or before ``start`` when a seek is exact,
     else every frame from the first."""
-    for target in _seek_targets(info, start):
-        with _decoding(path) as (container, stream):
-            period = 1 / (info.frame_rate * info.time_base)  # ticks per frame
-            container.seek(info.start_pts + round(target * period), backward=True,
-                           any_frame=False, stream=stream)
-            frames = container.decode(stream)
-            first = next(frames, None)
-            if first is None or first.pts is None:
-                break
-            if _index(first, info, period) <= start:
-                yield _index(first, info, period), first
-                for frame in frames:
-                    yield _index(frame, info, period), frame
-                return
+    if info is not None:
+        for target in _seek_targets(info, start):
+            with _decoding(path) as (container, stream):
+                period = 1 / (info.frame_rate * info.time_base)  # ticks per frame
+                container.seek(info.start_pts + round(target * period), backward=True,
+                               any_frame=False, stream=stream)
+                frames = container.decode(stream)
+                first = next(frames, None)
+                if first is None or first.pts is None:
+                    break
+                if _index(first, info, period) <= start:
+                    yield _index(first, info, period), first
+                    for frame in frames:
+                        yield _index(frame, info, period), frame
+                    return
     with _decoding(path) as (container, stream):
         yield from enumerate(container.decode(stream))
 
 
-def _seek_targets(info: VideoInfo | None, start: int) -> list[int]:
+def _seek_targets(info: VideoInfo, start: int) -> list[int]:
     """Frames to seek to, nearest first; none when only decoding from the start is exact."""
-    if info is None or info.vfr or start == 0:
+    if info.vfr or start == 0:
         return []
     return [start - margin for margin in _SEEK_MARGINS if start - margin > 0]
 

@@ -33,11 +33,14 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
+from types import TracebackType
+from typing import Iterator, Literal, Sequence, cast
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
 from av.video.reformatter import Interpolation
+from av.video.stream import VideoStream
 
 from ..atomic import atomic_path, check_writable
 from ..errors import InvalidMediaError, OutputError, VidscaleError
@@ -68,7 +71,8 @@ class VideoWriter:
     """
 
     def __init__(self, output: Path | str, *, width: int, height: int,
-                 source: VideoInfo | None = None, settings: OutputSettings = OutputSettings(),
+                 source: VideoInfo | None = None,
+                 settings: OutputSettings = OutputSettings(),  # noqa: B008 (frozen: one shared default is safe)
                  frame_range: tuple[int, int] | None = None, frame_rate: Fraction | None = None,
                  overwrite: bool = False):
         self.output = Path(output)
@@ -84,10 +88,12 @@ class VideoWriter:
         self.frame_rate = Fraction(rate)
         self.colour = output_tags(source.color if source else None)
         self.vfr = bool(source and source.vfr)
+        # the output's time base: a variable-rate source's own, else one tick per frame
+        self.time_base = source.time_base if source is not None and source.vfr else 1 / self.frame_rate
         self.overwrite = overwrite
         self.frames_written = 0
         self._check_size()
-        self._session: AbstractContextManager[VideoWriter] | None = None
+        self._session: AbstractContextManager[VideoWriter, bool | None] | None = None
         self._audio: _AudioCopy | None = None
         self._origin_pts: int | None = None  # variable rate: source pts of the first frame
         self._clock = (Fraction(0), Fraction(0))  # source seconds covered so far [start, end)
@@ -98,8 +104,11 @@ class VideoWriter:
         self._session = self._open_session()
         return self._session.__enter__()
 
-    def __exit__(self, *exc_info: object) -> bool | None:
-        return self._session.__exit__(*exc_info)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> bool | None:
+        if self._session is None:
+            raise RuntimeError("VideoWriter.__exit__ without __enter__")
+        return self._session.__exit__(exc_type, exc, traceback)
 
     @contextmanager
     def _open_session(self) -> Iterator["VideoWriter"]:
@@ -110,8 +119,8 @@ class VideoWriter:
             try:
                 with self._writing():
                     self._video = self._add_video_stream()
-                    if self._wants_audio():
-                        self._audio = _AudioCopy.open(self)
+                    if (source := self._audio_source()) is not None:
+                        self._audio = _AudioCopy.open(self, source)
                     self._container.start_encoding()
                 yield self
                 self._finish()
@@ -148,14 +157,14 @@ class VideoWriter:
         timestamp and tags are set).
         """
         out = self._convert(frame)
-        out.pts = self._output_pts(pts)
+        out.pts = stamp = self._output_pts(pts)
         out.time_base = self._video.codec_context.time_base
         self.colour.apply(out)
         with self._writing():
             for packet in self._video.encode(out):
                 self._container.mux(packet)
         self.frames_written += 1
-        self._advance_clock(pts)
+        self._advance_clock(stamp)
         if self._audio is not None:
             with self._writing():
                 self._audio.pump(until=self._clock[1])
@@ -172,13 +181,13 @@ class VideoWriter:
                               f"store {self.width}x{self.height}: chroma subsampling needs even "
                               "sizes", exit_code=2)
 
-    def _add_video_stream(self) -> av.video.stream.VideoStream:
-        stream = self._container.add_stream(self.spec.encoder, rate=self.frame_rate,
-                                            options=self.spec.options(self.settings))
+    def _add_video_stream(self) -> VideoStream:
+        # PyAV types a stream by the codec name; the table's names are all video encoders
+        stream = cast(VideoStream, self._container.add_stream(self.spec.encoder, rate=self.frame_rate,
+                                                              options=self.spec.options(self.settings)))
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.spec.pix_fmt
         context = stream.codec_context
-        context.time_base = stream.time_base = (self.source.time_base if self.vfr
-                                                else 1 / self.frame_rate)
+        context.time_base = stream.time_base = self.time_base
         context.thread_type = "AUTO"
         self.colour.apply(context)
         if self.spec.codec_tag:
@@ -192,8 +201,11 @@ class VideoWriter:
                     self.source.timecode, self.frame_range[0], self.source.frame_rate)
         return stream
 
-    def _wants_audio(self) -> bool:
-        return bool(self.source and self.source.audio and self.settings.audio == "copy")
+    def _audio_source(self) -> VideoInfo | None:
+        """The source whose audio goes into the output, if any."""
+        if self.source and self.source.audio and self.settings.audio == "copy":
+            return self.source
+        return None
 
     def _convert(self, frame: av.VideoFrame) -> av.VideoFrame:
         """Resize and convert with explicit matrices and ranges (never swscale's defaults)."""
@@ -204,9 +216,10 @@ class VideoWriter:
                 "src_colorspace": SWS_MATRIX[reading_matrix(tags, frame.width, frame.height)],
                 "src_color_range": SWS_RANGE[tags.range or "tv"],
             }
+        # output_tags() are complete: the same resolution as the source's gives them back
         return frame.reformat(self.width, self.height, self.spec.pix_fmt,
-                              dst_colorspace=SWS_MATRIX[self.colour.space],
-                              dst_color_range=SWS_RANGE[self.colour.range],
+                              dst_colorspace=SWS_MATRIX[reading_matrix(self.colour, self.width, self.height)],
+                              dst_color_range=SWS_RANGE[self.colour.range or "tv"],
                               interpolation=Interpolation.LANCZOS, **source_colour)
 
     def _output_pts(self, pts: int | None) -> int:
@@ -214,24 +227,21 @@ class VideoWriter:
         if not self.vfr:
             return self.frames_written
         if pts is None:
-            raise ValueError(f"{self.source.path} is variable frame rate: pass each frame's pts")
+            raise ValueError(f"{self.output}: the source is variable frame rate; pass each frame's pts")
         if self._origin_pts is None:
             self._origin_pts = pts
+            self._clock = (pts * self.time_base, pts * self.time_base)
         return pts - self._origin_pts
 
-    def _advance_clock(self, pts: int | None) -> None:
-        """Track the source seconds written so far (they bound the audio)."""
+    def _advance_clock(self, stamp: int) -> None:
+        """Track the source seconds written so far (they bound the audio); ``stamp`` is the
+        output pts of the frame just written."""
         period = 1 / self.frame_rate
-        if self.vfr:
-            tb = self.source.time_base
-            self._clock = (self._origin_pts * tb, pts * tb + period)
+        if self.vfr:  # the clock starts at the first frame's source time (set by _output_pts)
+            self._clock = (self._clock[0], self._clock[0] + stamp * self.time_base + period)
             return
         start = (self.source.start_time if self.source else 0) + self.frame_range[0] * period
         self._clock = (start, start + self.frames_written * period)
-
-    def _whole_clip(self) -> bool:
-        start, end = self.frame_range
-        return start == 0 and (end is None or end >= self.source.frame_count)
 
     def _finish(self) -> None:
         """Flush the encoder, check the frame count, end the audio, write the trailer."""
@@ -282,12 +292,14 @@ class _AudioCopy:
     packets that start inside the frames written, moved so the range starts at 0.
     """
 
-    def __init__(self, writer: VideoWriter, reader: av.container.InputContainer):
+    def __init__(self, writer: VideoWriter, source: VideoInfo, reader: av.container.InputContainer):
         self.writer = writer
+        self.source = source
         self.reader = reader
-        self.tracks: dict[int, tuple[av.stream.Stream, bool]] = {}  # index -> (out, transcode)
+        self.tracks: dict[int, tuple[AudioStream, bool]] = {}  # index -> (out, transcode)
         for stream in reader.streams.audio:
             rule = writer.container_spec.audio_rule(audio_codec(stream))
+            out: AudioStream
             if rule.action == "copy":
                 out = writer._container.add_stream_from_template(stream)
             else:
@@ -295,14 +307,14 @@ class _AudioCopy:
                                                    rate=stream.rate or 48000,
                                                    layout=_layout(stream))
             self.tracks[stream.index] = (out, rule.action != "copy")
-        self.packets = reader.demux(*reader.streams.audio)
-        self.pending: av.Packet | None = None
+        self.packets = reader.demux(reader.streams.audio)
+        self.pending: av.Packet[AudioStream] | None = None
 
     @classmethod
-    def open(cls, writer: VideoWriter) -> "_AudioCopy":
-        reader = open_input(writer.source.path)
+    def open(cls, writer: VideoWriter, source: VideoInfo) -> "_AudioCopy":
+        reader = open_input(source.path)
         try:
-            return cls(writer, reader)
+            return cls(writer, source, reader)
         except BaseException:
             reader.close()
             raise
@@ -331,17 +343,21 @@ class _AudioCopy:
         self.reader.close()
 
     def _window(self) -> tuple[Fraction, Fraction]:
-        if self.writer._whole_clip():
+        if self._whole_clip():
             return -_FOREVER, _FOREVER
         return self.writer._clock
 
     def _shift(self) -> Fraction:
         """Source seconds that become 0 in the output."""
-        if self.writer._whole_clip():
-            return self.writer.source.start_time
+        if self._whole_clip():
+            return self.source.start_time
         return self.writer._clock[0]
 
-    def _next(self) -> av.Packet | None:
+    def _whole_clip(self) -> bool:
+        start, end = self.writer.frame_range
+        return start == 0 and (end is None or end >= self.source.frame_count)
+
+    def _next(self) -> av.Packet[AudioStream] | None:
         """The next audio packet with data, or None at the end of the source."""
         if self.pending is not None:
             packet, self.pending = self.pending, None
@@ -351,15 +367,14 @@ class _AudioCopy:
                 if packet.size:
                     return packet
         except (av.FFmpegError, EOFError) as exc:
-            raise not_readable(self.writer.source.path, exc) from None
+            raise not_readable(self.source.path, exc) from None
         return None
 
-    def _mux(self, packet: av.Packet) -> None:
+    def _mux(self, packet: av.Packet[AudioStream]) -> None:
         """Copy the packet (timestamps moved) or decode it and re-encode it."""
         out, transcode = self.tracks[packet.stream.index]
-        shift = self._shift()
+        ticks = round(self._shift() / packet.time_base)  # decoded frames keep the packet's time base
         if not transcode:
-            ticks = round(shift / packet.time_base)
             packet.pts = None if packet.pts is None else packet.pts - ticks
             packet.dts = None if packet.dts is None else packet.dts - ticks
             packet.stream = out
@@ -368,22 +383,22 @@ class _AudioCopy:
         try:
             frames = packet.decode()
         except av.FFmpegError as exc:
-            raise not_readable(self.writer.source.path, exc) from None
+            raise not_readable(self.source.path, exc) from None
         for frame in frames:
             if frame.pts is not None:
-                frame.pts -= round(shift / frame.time_base)
+                frame.pts -= ticks
             for encoded in out.encode(frame):
                 self.writer._container.mux(encoded)
 
 
-def _encoder(action: str, stream: av.audio.stream.AudioStream) -> str:
+def _encoder(action: str, stream: AudioStream) -> Literal["aac", "pcm_s16le", "pcm_s24le"]:
     """The encoder for a transcode: AAC, or PCM as deep as the decoded samples."""
     if action == "aac":
         return "aac"
     return "pcm_s16le" if stream.format.bits <= 16 else "pcm_s24le"
 
 
-def _layout(stream: av.audio.stream.AudioStream) -> str:
+def _layout(stream: AudioStream) -> str:
     """The source's channel layout, or FFmpeg's default one for its channel count ("2c" is
     stereo) when the source leaves it unnamed ("2 channels": Matroska or WAV PCM), which
     encoders refuse."""

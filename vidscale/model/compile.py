@@ -26,7 +26,7 @@ import logging
 from typing import Any, Callable
 
 import torch
-from torch import nn
+from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
 
 GRAPHS_PER_BLOCK_CLASS = 64  # 3 instances x cascade sizes x dilation states x chunk lengths, with room
 
@@ -51,7 +51,7 @@ class _Fallback:
                 raise
             except Exception as exc:  # compile errors come from the backend (inductor, triton, a compiler)
                 self.failed = True
-                root = exc
+                root: BaseException = exc
                 while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
                     root = inner  # the backend's own error, not dynamo's wrapper
                 first = (str(root).strip().splitlines() or [""])[0][:200]
@@ -62,14 +62,14 @@ class _Fallback:
         return forward
 
 
-def block_names(unet: nn.Module) -> list[str]:
+def block_names(unet: UNet3DConditionModel) -> list[str]:
     """The compiled blocks: ``down_blocks.i``, ``mid_block``, ``up_blocks.i``."""
     names = [f"down_blocks.{i}" for i in range(len(unet.down_blocks))]
     names += ["mid_block"] if unet.mid_block is not None else []
     return names + [f"up_blocks.{i}" for i in range(len(unet.up_blocks))]
 
 
-def compile_blocks(unet: nn.Module, *, backend: str | Callable[..., Any] = "inductor") -> list[str]:
+def compile_blocks(unet: UNet3DConditionModel, *, backend: str | Callable[..., Any] = "inductor") -> list[str]:
     """Compile each block of ``unet`` in place (lazily: graphs are made at the first calls).
 
     Returns the block names. Undo with :func:`uncompile_blocks`. ``backend="eager"`` traces
@@ -88,7 +88,7 @@ def compile_blocks(unet: nn.Module, *, backend: str | Callable[..., Any] = "indu
     return names
 
 
-def uncompile_blocks(unet: nn.Module) -> None:
+def uncompile_blocks(unet: UNet3DConditionModel) -> None:
     """Inverse of :func:`compile_blocks`: the blocks' own ``forward`` again."""
     for name in block_names(unet):
         vars(unet.get_submodule(name)).pop("forward", None)

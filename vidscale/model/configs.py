@@ -79,29 +79,35 @@ def text_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 
 # Tiny configs: the same classes at toy widths, for tests and `--model tiny`.
-TINY_UNET = {"sample_size": [8, 8], "in_channels": 4, "out_channels": 4, "block_out_channels": [32, 64, 64, 64], "layers_per_block": 2,
-             "down_block_types": ["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"],
-             "up_block_types": ["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3,
-             "cross_attention_dim": 32, "norm_num_groups": 32, "attention_head_dim": 8}
-TINY_VAE = {"in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 4,
-            "up_block_types": ["UpDecoderBlock2D"] * 4, "block_out_channels": [32, 32, 64, 64],
-            "layers_per_block": 2, "latent_channels": 4, "norm_num_groups": 32, "scaling_factor": LATENT_SCALE}
-TINY_TEXT = {"vocab_size": 514, "hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 64,
-             "num_attention_heads": 1, "max_position_embeddings": 77, "hidden_act": "gelu",
-             "layer_norm_eps": 1e-5, "projection_dim": 32, "pad_token_id": 0, "bos_token_id": 512,
-             "eos_token_id": 513}
+TINY_UNET: dict[str, Any] = {
+    "sample_size": [8, 8], "in_channels": 4, "out_channels": 4, "block_out_channels": [32, 64, 64, 64],
+    "layers_per_block": 2, "down_block_types": ["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"],
+    "up_block_types": ["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3,
+    "cross_attention_dim": 32, "norm_num_groups": 32, "attention_head_dim": 8}
+TINY_VAE: dict[str, Any] = {
+    "in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4, "block_out_channels": [32, 32, 64, 64],
+    "layers_per_block": 2, "latent_channels": 4, "norm_num_groups": 32, "scaling_factor": LATENT_SCALE}
+TINY_TEXT: dict[str, Any] = {
+    "vocab_size": 514, "hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 64,
+    "num_attention_heads": 1, "max_position_embeddings": 77, "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5, "projection_dim": 32, "pad_token_id": 0, "bos_token_id": 512,
+    "eos_token_id": 513}
 
 # VideoCrafter2's real configs (what the converter reads from model.ckpt), for `--model random`:
 # diffusers' default UNet3D (+ fps), the SD 2.x VAE and the OpenCLIP ViT-H text tower up to its
 # penultimate block (23 of 24 layers).
-VC2_UNET = {"sample_size": BASE_LATENT, "in_channels": 4, "out_channels": 4, "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,
-            "down_block_types": ["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"],
-            "up_block_types": ["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3,
-            "cross_attention_dim": 1024, "norm_num_groups": 32, "attention_head_dim": 64}
-VC2_VAE = {"in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 4,
-           "up_block_types": ["UpDecoderBlock2D"] * 4, "block_out_channels": [128, 256, 512, 512],
-           "layers_per_block": 2, "latent_channels": 4, "norm_num_groups": 32, "scaling_factor": LATENT_SCALE}
-VC2_TEXT = {"vocab_size": 49408, "hidden_size": 1024, "num_hidden_layers": 23, "intermediate_size": 4096,
-            "num_attention_heads": 16, "max_position_embeddings": 77, "hidden_act": "gelu",
-            "layer_norm_eps": 1e-5, "projection_dim": 1024, "pad_token_id": 0, "bos_token_id": 49406,
-            "eos_token_id": 49407}
+VC2_UNET: dict[str, Any] = {
+    "sample_size": BASE_LATENT, "in_channels": 4, "out_channels": 4, "block_out_channels": [320, 640, 1280, 1280],
+    "layers_per_block": 2, "down_block_types": ["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"],
+    "up_block_types": ["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3,
+    "cross_attention_dim": 1024, "norm_num_groups": 32, "attention_head_dim": 64}
+VC2_VAE: dict[str, Any] = {
+    "in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4, "block_out_channels": [128, 256, 512, 512],
+    "layers_per_block": 2, "latent_channels": 4, "norm_num_groups": 32, "scaling_factor": LATENT_SCALE}
+VC2_TEXT: dict[str, Any] = {
+    "vocab_size": 49408, "hidden_size": 1024, "num_hidden_layers": 23, "intermediate_size": 4096,
+    "num_attention_heads": 16, "max_position_embeddings": 77, "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5, "projection_dim": 1024, "pad_token_id": 0, "bos_token_id": 49406,
+    "eos_token_id": 49407}

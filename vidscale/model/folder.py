@@ -56,8 +56,9 @@ LIBRARIES = {"unet": ["vidscale.model.unet", "VC2UNet"], "vae": ["diffusers", "A
              "scheduler": ["vidscale.model.schedule", "VC2Schedule"]}
 PIPELINE_CLASS = ["vidscale_pipeline", "VideoCrafter2Pipeline"]
 CODE = {  # file in the folder -> its whole text
-    "vidscale_pipeline.py": "from vidscale.pipeline.diffusers_pipelines import (FreeScalePipeline, VideoCrafter2Pipeline,\n"
-                            "                                               VideoCrafter2UpscalePipeline)\n",
+    "vidscale_pipeline.py": ("from vidscale.pipeline.diffusers_pipelines import (FreeScalePipeline, "
+                             "VideoCrafter2Pipeline,\n"
+                             "                                               VideoCrafter2UpscalePipeline)\n"),
     "tokenizer/clip_tokenizer.py": "from vidscale.model.tokenizer import ClipTokenizer\n",
 }
 
@@ -106,7 +107,8 @@ def save_folder(dest: Path, configs: Mapping[str, dict], states: Mapping[str, Ma
         _write_text(partial / "model_index.json", index)
         os.replace(partial, dest)
     except OSError as exc:
-        raise OutputError(f"{dest}: writing the model folder failed ({exc.strerror or exc}); nothing was kept") from None
+        raise OutputError(f"{dest}: writing the model folder failed ({exc.strerror or exc}); "
+                          "nothing was kept") from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
 

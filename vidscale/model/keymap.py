@@ -53,26 +53,26 @@ def unet_key(key: str, *, layers: int = 2) -> str | None:
     """``input_blocks.4.1.proj_in.weight`` -> ``down_blocks.1.attentions.0.proj_in.weight``."""
     head, _, rest = key.partition(".")
     if head in ("time_embed", "fps_embedding"):
-        index, _, tail = rest.partition(".")
-        linear = {"0": "linear_1", "2": "linear_2"}.get(index)
+        number, _, tail = rest.partition(".")
+        linear = {"0": "linear_1", "2": "linear_2"}.get(number)
         name = "time_embedding" if head == "time_embed" else "fps_embedding"
         return linear and f"{name}.{linear}.{tail}"
     if head == "out":
-        index, _, tail = rest.partition(".")
-        return {"0": f"conv_norm_out.{tail}", "2": f"conv_out.{tail}"}.get(index)
+        number, _, tail = rest.partition(".")
+        return {"0": f"conv_norm_out.{tail}", "2": f"conv_out.{tail}"}.get(number)
     if head == "init_attn" and rest.startswith("0."):
         return "transformer_in." + rest[2:]
     if head == "middle_block":  # one sequence: ResBlock, spatial, temporal attention, ResBlock
-        part, _, rest = rest.partition(".")
-        if not part.isdigit() or int(part) > 3:
+        number, _, rest = rest.partition(".")
+        if not number.isdigit() or int(number) > 3:
             return None
-        part = int(part)
+        part = int(number)
         return _unet_layer("mid_block", part // 3, 0 if part in (0, 3) else part, rest)
-    index, _, rest = rest.partition(".")
-    part, _, rest = rest.partition(".")
-    if not (index.isdigit() and part.isdigit()):
+    index_number, _, rest = rest.partition(".")
+    part_number, _, rest = rest.partition(".")
+    if not (index_number.isdigit() and part_number.isdigit()):
         return None
-    index, part = int(index), int(part)
+    index, part = int(index_number), int(part_number)
     if head == "input_blocks":
         if index == 0:
             return f"conv_in.{rest}" if part == 0 else None
@@ -106,10 +106,10 @@ def vae_key(key: str, *, levels: int = 4) -> str | None:
         return renamed and f"{side}.mid_block.attentions.0.{renamed}"
     if (side, head) not in (("encoder", "down"), ("decoder", "up")):
         return None
-    level, _, tail = tail.partition(".")
-    if not level.isdigit():
+    number, _, tail = tail.partition(".")
+    if not number.isdigit():
         return None
-    level = int(level) if side == "encoder" else levels - 1 - int(level)
+    level = int(number) if side == "encoder" else levels - 1 - int(number)
     blocks = f"{side}.{head}_blocks.{level}"
     kind, _, tail = tail.partition(".")
     if kind == "block":

@@ -9,13 +9,20 @@ import torch
 
 from ..errors import CheckpointError, ModelNotFoundError, SettingsError
 from .checkpoint import CONVERT, DOWNLOAD, read_checkpoint
+from .configs import TINY_UNET, TINY_VAE, VC2_UNET, VC2_VAE
 from .convert import convert_original
 from .folder import COMPONENTS, is_model_folder, read_config, read_index, read_weights
-from .configs import TINY_UNET, TINY_VAE, VC2_UNET, VC2_VAE
 from .spec import TINY_COST, VC2_COST, ModelSpec
 from .tokenizer import ClipTokenizer, find_vocab
-from .videocrafter2 import (RANDOM_NAME, TINY_NAME, VideoCrafter2, assemble, random_videocrafter2,
-                            tiny_videocrafter2, vc2_spec)
+from .videocrafter2 import (
+    RANDOM_NAME,
+    TINY_NAME,
+    VideoCrafter2,
+    assemble,
+    random_videocrafter2,
+    tiny_videocrafter2,
+    vc2_spec,
+)
 from .wan import WAN_DOWNLOAD, WAN_RANDOM, WAN_REPO, WAN_TINY, is_wan_folder, resolve_wan_spec
 
 TINY = "tiny"

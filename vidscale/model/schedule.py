@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 
 import torch
-from diffusers import ConfigMixin, SchedulerMixin
-from diffusers.configuration_utils import register_to_config
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from .solvers import Solver, make_solver
 
@@ -31,7 +31,7 @@ class VC2Schedule(SchedulerMixin, ConfigMixin):
     ``signal_scale=False`` sets ``scale_arr`` to ones: the stock schedule (for comparisons only).
     """
 
-    config_name = "scheduler_config.json"
+    config_name = "scheduler_config.json"  # type: ignore[assignment]  # diffusers leaves ConfigMixin's unannotated (None)
 
     @register_to_config
     def __init__(self, signal_scale: bool = True):

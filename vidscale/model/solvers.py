@@ -103,6 +103,8 @@ class DDIMSolver:
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         if "generator" in state:
+            if self.generator is None:
+                raise ValueError("this DDIM state carries a generator's state: pass the job's generator")
             self.generator.set_state(state["generator"])
 
 

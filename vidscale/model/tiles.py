@@ -16,10 +16,14 @@ import torch
 class Box(Protocol):
     """A window (top, left, height, width) in latent cells, like ``vidscale.work.plan.Tile``."""
 
-    top: int
-    left: int
-    height: int
-    width: int
+    @property
+    def top(self) -> int: ...
+    @property
+    def left(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def width(self) -> int: ...
 
 
 def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
@@ -48,13 +52,15 @@ def blend_tiles(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
     for tile in tiles:
         part = fn(x[..., tile.top:tile.top + tile.height, tile.left:tile.left + tile.width])
         w = tile_weights(tile, size, overlap, scale).to(part.device)
-        if total is None:  # summed in float32: bf16 sums would round at every seam
+        if total is None or weight is None:  # summed in float32: bf16 sums would round at every seam
             total = part.new_zeros(*part.shape[:-2], size[0] * scale, size[1] * scale, dtype=torch.float32)
             weight = part.new_zeros(size[0] * scale, size[1] * scale, dtype=torch.float32)
         rows = slice(tile.top * scale, (tile.top + tile.height) * scale)
         cols = slice(tile.left * scale, (tile.left + tile.width) * scale)
         total[..., rows, cols] += part * w
         weight[rows, cols] += w
+    if total is None or weight is None:
+        raise ValueError("blend_tiles needs at least one tile")
     return (total / weight).to(part.dtype)
 
 

@@ -69,12 +69,12 @@ class ClipTokenizer:
             opener = gzip.open if path.suffix == ".gz" else open
             with opener(path, "rt", encoding="utf-8") as handle:
                 lines = handle.read().split("\n")[1:MERGES + 1]
-            merges = [tuple(line.split()) for line in lines if line]
+            merges = [line.split() for line in lines if line]
         except (OSError, EOFError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{path}: unreadable CLIP vocabulary ({exc}); download it again") from None
         if any(len(pair) != 2 for pair in merges):
             raise CheckpointError(f"{path}: not a CLIP BPE merges file (lines must be two symbols)")
-        return cls(merges)
+        return cls([(first, second) for first, second in merges])
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **_loading: object) -> ClipTokenizer:

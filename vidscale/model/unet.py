@@ -15,14 +15,17 @@ time embedding's width (4x that), so both follow from the parent's config.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
-from diffusers import ModelMixin, UNet3DConditionModel  # ModelMixin: diffusers' pipeline loader looks it up here
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 (diffusers' pipeline loader looks it up here)
+from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
 from torch import nn
+
+M = TypeVar("M", bound=nn.Module)
 
 
 class VC2UNet(UNet3DConditionModel):
@@ -56,7 +59,7 @@ class VC2UNet(UNet3DConditionModel):
             norm_num_groups=norm_num_groups, norm_eps=norm_eps, cross_attention_dim=cross_attention_dim,
             attention_head_dim=attention_head_dim, num_attention_heads=num_attention_heads,
             time_cond_proj_dim=time_cond_proj_dim)
-        width = self.config.block_out_channels[0]
+        width = self.config["block_out_channels"][0]
         self.fps_embedding = TimestepEmbedding(width, width * 4)
         self._fps_emb: torch.Tensor | None = None
         self.time_embedding.register_forward_hook(self._add_fps)
@@ -78,8 +81,9 @@ class VC2UNet(UNet3DConditionModel):
             raise RuntimeError("VC2UNet was called without fps=: VideoCrafter2 needs its frame-rate conditioning")
         return emb + self._fps_emb
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | int, encoder_hidden_states: torch.Tensor,
-                *, fps: torch.Tensor | int, **kwargs: Any):
+    # VC2 cannot run without fps (see _add_fps): the override requires what its parent has no slot for
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | int,  # type: ignore[override]
+                encoder_hidden_states: torch.Tensor, *, fps: torch.Tensor | int, **kwargs: Any):
         fps = torch.as_tensor(fps, device=sample.device).reshape(-1).expand(sample.shape[0])
         self._fps_emb = self.fps_embedding(self.time_proj(fps).to(self.dtype))
         try:
@@ -97,7 +101,7 @@ class FP32GroupNorm(nn.GroupNorm):
         return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).to(x.dtype)
 
 
-def keep_group_norm_fp32(module: nn.Module) -> nn.Module:
+def keep_group_norm_fp32(module: M) -> M:
     """Make every GroupNorm of ``module`` normalise in float32 (its parameters are kept in fp32).
 
     Under bf16/fp16 the statistics of large activations lose precision; VC2 upcasts them. Swapping
@@ -110,7 +114,7 @@ def keep_group_norm_fp32(module: nn.Module) -> nn.Module:
     return module
 
 
-def cast_keeping_group_norm(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+def cast_keeping_group_norm(module: M, dtype: torch.dtype) -> M:
     """Cast ``module``'s floating weights to ``dtype``, except GroupNorm's, which keep their float32
     values (not rounded and cast back) and normalise in float32 (:func:`keep_group_norm_fp32`)."""
     norms = {id(t) for m in module.modules() if isinstance(m, nn.GroupNorm) for t in m.parameters(recurse=False)}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
-from diffusers import AutoencoderKL
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from einops import rearrange
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
@@ -14,9 +14,9 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from ..errors import CheckpointError
 from .configs import TINY_TEXT, TINY_UNET, TINY_VAE, VC2_TEXT, VC2_UNET, VC2_VAE
 from .keymap import missing_and_unexpected
+from .random_weights import fill_random
 from .schedule import VC2Schedule
 from .spec import TINY_COST, VC2_COST, VC2_GRID, CostModel, ModelSpec
-from .random_weights import fill_random
 from .tiles import Box, blend_tiles
 from .tokenizer import ClipTokenizer
 from .unet import VC2UNet, keep_group_norm_fp32
@@ -53,7 +53,7 @@ class VideoCrafter2:
     @property
     def spec(self) -> ModelSpec:
         return vc2_spec(self.name, self.is_test_model, (self.base_height, self.base_width),
-                        self.vae.config.block_out_channels[1], self.cost)
+                        self.vae.config["block_out_channels"][1], self.cost)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -76,7 +76,7 @@ class VideoCrafter2:
         step = self._frames_per_pass(pixels.shape[-2:])
         parts = [self.vae.encode(pixels[i:i + step].to(self.device, self.dtype)).latent_dist.mode()
                  for i in range(0, pixels.shape[0], step)]
-        latents = torch.cat(parts).float() * self.vae.config.scaling_factor
+        latents = torch.cat(parts).float() * self.vae.config["scaling_factor"]
         return rearrange(latents, "f c h w -> 1 c f h w")
 
     @torch.no_grad()
@@ -91,7 +91,7 @@ class VideoCrafter2:
         decoder's mid-block attention sees the whole frame), so plans tile only frames that would
         not fit. One tile, or none, is the whole-frame decode.
         """
-        flat = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
+        flat = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config["scaling_factor"]
         decode = lambda z: self.vae.decode(z).sample  # noqa: E731
         window = (tiles[0].height, tiles[0].width) if len(tiles) > 1 else flat.shape[-2:]
         step = self._frames_per_pass((window[0] * 8, window[1] * 8), pixels_per_pass)
@@ -104,7 +104,7 @@ class VideoCrafter2:
         return torch.cat(list(self.decoded(latents)))
 
     @staticmethod
-    def _frames_per_pass(size: tuple[int, int], pixels: int = VAE_PIXELS_PER_PASS) -> int:
+    def _frames_per_pass(size: Sequence[int], pixels: int = VAE_PIXELS_PER_PASS) -> int:
         return max(1, pixels // (int(size[0]) * int(size[1])))
 
 

@@ -25,21 +25,31 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence, cast
 
 import torch
-from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
-from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
-from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed, WanTransformer3DModel
+from diffusers.pipelines.wan.pipeline_wan import WanPipeline, prompt_clean
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, UMT5Config, UMT5EncoderModel
 
 from ..errors import CheckpointError, ModelNotFoundError, SettingsError
-from .spec import CostModel, LatentGrid, ModelSpec
 from .random_weights import fill_random
+from .spec import CostModel, LatentGrid, ModelSpec
 from .tiles import Box, blend_tiles
-from .wan_configs import (BASE_SIZES, TINY_BASE_SIZE, TINY_TEXT, TINY_TRANSFORMER, TINY_VAE, UMT5_XXL,
-                          WAN_1_3B_TRANSFORMER, WAN_2_1_VAE, WAN_FPS, WAN_SCHEDULER)
+from .wan_configs import (
+    BASE_SIZES,
+    TINY_BASE_SIZE,
+    TINY_TEXT,
+    TINY_TRANSFORMER,
+    TINY_VAE,
+    UMT5_XXL,
+    WAN_1_3B_TRANSFORMER,
+    WAN_2_1_VAE,
+    WAN_FPS,
+    WAN_SCHEDULER,
+)
 from .wan_schedule import FlowSchedule
 from .wan_tokenizer import MAX_LENGTH, byte_level_tokenizer
 
@@ -123,11 +133,11 @@ class Wan:
         if home == device:
             yield
             return
-        self.text_encoder.to(device)
+        self.text_encoder.to(device)  # type: ignore[arg-type]  # typeshed: functools.wraps on .to drops self
         try:
             yield
         finally:
-            self.text_encoder.to(home)
+            self.text_encoder.to(home)  # type: ignore[arg-type]  # typeshed: functools.wraps on .to drops self
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
@@ -174,8 +184,8 @@ class Wan:
     def _normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, 1 / std) as (1, C, 1, 1, 1) float32 on the model's device (diffusers multiplies by 1/std)."""
         config = self.vae.config
-        mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1)
-        inverse_std = 1.0 / torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1)
+        mean = torch.tensor(config["latents_mean"]).view(1, config["z_dim"], 1, 1, 1)
+        inverse_std = 1.0 / torch.tensor(config["latents_std"]).view(1, config["z_dim"], 1, 1, 1)
         return mean.to(self.device, torch.float32), inverse_std.to(self.device, torch.float32)
 
 
@@ -186,9 +196,10 @@ def wan_spec(name: str, is_test_model: bool, base_size: tuple[int, int], transfo
     first frame alone for Wan 2.1 (48 channels, 16x for Wan 2.2 TI2V-5B); even latent sides
     (patch (1, 2, 2))."""
     grid = LatentGrid(channels=vae["z_dim"], spatial=vae.get("scale_factor_spatial") or 8,
-                      temporal=vae.get("scale_factor_temporal") or 4, causal=True, multiple=transformer["patch_size"][1])
+                      temporal=vae.get("scale_factor_temporal") or 4, causal=True,
+                      multiple=transformer["patch_size"][1])
     vae_width = (vae.get("decoder_base_dim") or vae["base_dim"]) * vae["dim_mult"][1]
-    return ModelSpec(family="wan", name=name, is_test_model=is_test_model, base_size=tuple(base_size), grid=grid,
+    return ModelSpec(family="wan", name=name, is_test_model=is_test_model, base_size=base_size, grid=grid,
                      vae_width=vae_width, fps=fps, cost=wan_cost(transformer, vae))
 
 
@@ -267,8 +278,10 @@ def wan_base_size(transformer: Mapping[str, Any], index: Mapping[str, Any] | Non
 def save_wan(model: Wan, dest: str | Path) -> None:
     """``model`` as a diffusers Wan folder (``WanPipeline.save_pretrained``), labelled with what
     diffusers does not record: vidscale's name for it, its base size, and whether it is random."""
-    pipeline = WanPipeline(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
-                           scheduler=_diffusers_scheduler(model.schedule), transformer=model.transformer)
+    # diffusers annotates the tokenizer as AutoTokenizer, the factory that makes PreTrainedTokenizerBase
+    pipeline = WanPipeline(tokenizer=cast(AutoTokenizer, model.tokenizer), text_encoder=model.text_encoder,
+                           vae=model.vae, scheduler=_diffusers_scheduler(model.schedule),
+                           transformer=model.transformer)
     pipeline.save_pretrained(dest)
     index_file = Path(dest) / "model_index.json"
     index = json.loads(index_file.read_text())
@@ -368,9 +381,9 @@ def _cast(module: nn.Module, dtype: torch.dtype) -> Any:
 
 def _placed(model: Wan, device: torch.device) -> Wan:
     """Transformer and VAE on ``device``; UMT5 too on a CPU run, else kept on the CPU between prompts."""
-    model.transformer.to(device)
-    model.vae.to(device)
-    model.text_encoder.to(device if device.type == "cpu" else "cpu")
+    model.transformer.to(device)  # type: ignore[arg-type]  # typeshed: functools.wraps on .to drops self
+    model.vae.to(device)  # type: ignore[arg-type]  # typeshed: functools.wraps on .to drops self
+    model.text_encoder.to(device if device.type == "cpu" else "cpu")  # type: ignore[arg-type]  # typeshed: functools.wraps on .to drops self
     model.execution_device = device
     return model
 

@@ -130,20 +130,21 @@ class FlowUniPC:
     def __init__(self, schedule: FlowSchedule):
         self.schedule = schedule
         self._models: list[tuple[float, torch.Tensor]] = []  # (t, m) of the last two steps, oldest first
-        self._last: torch.Tensor | None = None  # x_i the last prediction started from (corrected)
-        self._predicted: torch.Tensor | None = None  # what the last prediction returned
+        # (x_i the last prediction started from (corrected), what it returned); None before the first step
+        self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
         self._order = 0  # the last prediction's order: the corrector's
 
     def step(self, x: torch.Tensor, eps: torch.Tensor, t: float, t_next: float, *,
              z0: torch.Tensor | None = None) -> torch.Tensor:
         m = self.schedule.pred_x0(x, eps, t) if z0 is None else z0
-        if self._last is not None:
-            x = x + (self._corrected(m, t) - self._predicted.to(x.device))
+        if self._previous is not None:
+            last, predicted = self._previous
+            x = x + (self._corrected(m, t, last) - predicted.to(x.device))
         self._models = (self._models + [(t, m)])[-2:]
         order = 1 if t_next == 0 else min(2, len(self._models))
-        self._last, self._order = x, order
-        self._predicted = m if t_next == 0 else self._predict(x, t, t_next, order)
-        return self._predicted
+        predicted = m if t_next == 0 else self._predict(x, t, t_next, order)
+        self._previous, self._order = (x, predicted), order
+        return predicted
 
     def _predict(self, x: torch.Tensor, t: float, t_next: float, order: int) -> torch.Tensor:
         _, sigma_s, lambda_s = _alpha_sigma_lambda(t)
@@ -158,8 +159,8 @@ class FlowUniPC:
             x_next = x_next - (alpha_t * b_h * 0.5 / r) * (m_prev.to(m.device) - m)
         return x_next
 
-    def _corrected(self, m: torch.Tensor, t: float) -> torch.Tensor:
-        """UniC: ``x_i`` recomputed from ``x_{i-1}`` (``self._last``) with the new prediction ``m``."""
+    def _corrected(self, m: torch.Tensor, t: float, last: torch.Tensor) -> torch.Tensor:
+        """UniC: ``x_i`` recomputed from ``x_{i-1}`` (``last``) with the new prediction ``m``."""
         t_prev, m_prev = self._models[-1]
         _, sigma_p, lambda_p = _alpha_sigma_lambda(t_prev)
         alpha, sigma, lam = _alpha_sigma_lambda(t)
@@ -167,7 +168,7 @@ class FlowUniPC:
         hh = -h
         b_h = math.expm1(hh)
         m_prev = m_prev.to(m.device)
-        x = (sigma / sigma_p) * self._last.to(m.device) - (alpha * b_h) * m_prev
+        x = (sigma / sigma_p) * last.to(m.device) - (alpha * b_h) * m_prev
         if self._order == 1:
             return x - (alpha * b_h * 0.5) * (m - m_prev)
         t_old, m_old = self._models[-2]
@@ -181,10 +182,11 @@ class FlowUniPC:
     def state(self) -> dict[str, torch.Tensor]:
         """The history the next step needs: the last two predictions with their times, the latent
         the last prediction started from, what it returned and its order."""
-        if self._last is None:
+        if self._previous is None:
             return {}
+        last, predicted = self._previous
         state = {"times": torch.tensor([t for t, _ in self._models], dtype=torch.float64),
-                 "last": self._last, "predicted": self._predicted,
+                 "last": last, "predicted": predicted,
                  "order": torch.tensor(self._order)}
         state.update({f"model{k}": m for k, (_, m) in enumerate(self._models)})
         return state
@@ -194,5 +196,5 @@ class FlowUniPC:
             return
         times = state["times"].tolist()
         self._models = [(t, state[f"model{k}"]) for k, t in enumerate(times)]
-        self._last, self._predicted = state["last"], state["predicted"]
+        self._previous = state["last"], state["predicted"]
         self._order = int(state["order"])

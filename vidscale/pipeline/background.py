@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from abc import ABC, abstractmethod
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -28,7 +29,7 @@ class _Failed:
         self.error = error
 
 
-class _Thread:
+class _Thread(ABC):
     """A daemon thread running the subclass's ``_main``, a queue of size 1 and a cancel flag."""
 
     def __init__(self, name: str):
@@ -49,6 +50,10 @@ class _Thread:
     def _stop(self) -> None:
         self.cancelled.set()
         self.thread.join()
+
+    @abstractmethod
+    def _main(self) -> None:
+        """The thread's work (each kind of thread has its own)."""
 
 
 class Prefetch(_Thread, Generic[T]):

@@ -28,13 +28,13 @@ from ..errors import Interrupted
 from ..freescale import restart_index
 from ..model.spec import LatentGrid
 from ..model.tiles import blend_tiles
-from ..work.plan import Chunk, Tile, UpscalePlan
-from ..work.store import JobStore
 from ..progress import Progress
 from ..settings import Settings
+from ..work.plan import Chunk, Tile, UpscalePlan
+from ..work.store import JobStore
+from .background import Prefetch
 from .checkpoints import StepCheckpoints, resume_step
 from .denoise import EpsFn
-from .background import Prefetch
 from .refine import Denoiser, refine
 
 _GOLDEN = 0x9E3779B97F4A7C15  # spreads consecutive frame indices over the seed space
@@ -79,7 +79,7 @@ class Anchor:
                  recorded: torch.Tensor | None = None, *, lone: int = 0):
         if anchored and previous is None:
             raise ValueError("an anchored chunk needs the previous chunk's trajectory")
-        self.previous = previous
+        self.previous = previous if anchored else None  # the trajectory continued, if any
         self.anchored = anchored
         self.keep = keep
         self.lone = lone
@@ -87,7 +87,7 @@ class Anchor:
 
     def __call__(self, step: int, t: int, x: torch.Tensor) -> torch.Tensor:
         index = len(self._recorded)
-        if self.anchored:
+        if self.previous is not None:
             x = x.clone()
             x[:, :, self.lone:self.lone + self.anchored] = self.previous[index].to(device=x.device, dtype=x.dtype)
         self._recorded.append(x[:, :, x.shape[2] - self.keep:].detach().cpu())

@@ -31,8 +31,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import (AutoencoderKL, AutoencoderKLWan, DiffusionPipeline, UniPCMultistepScheduler,
-                       WanTransformer3DModel)
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.schedulers.scheduling_unipc_multistep import UniPCMultistepScheduler
 from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, PreTrainedTokenizerBase, UMT5EncoderModel
 
@@ -64,7 +67,7 @@ class VideoPipelineOutput(BaseOutput):
     frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
 
 
-class _Face:
+class _Face(DiffusionPipeline):
     """What every vidscale pipeline class shares: settings built as the CLI builds them, its
     progress bar, and ``callback_on_step_end`` as a step hook of vidscale's loop."""
 
@@ -105,10 +108,17 @@ class _Face:
         return after_step
 
 
-class VideoCrafter2Pipeline(_Face, DiffusionPipeline):
+class VideoCrafter2Pipeline(_Face):
     """Text-to-video with VideoCrafter2 at its base size (320x512 for the real model)."""
 
-    model_cpu_offload_seq = "text_encoder->unet->vae"
+    # the components register_modules sets
+    unet: VC2UNet
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: ClipTokenizer
+    scheduler: VC2Schedule
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"  # type: ignore[assignment]  # diffusers leaves it unannotated (None)
     _callback_tensor_inputs = ["latents"]
 
     def __init__(self, unet: VC2UNet, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: ClipTokenizer,
@@ -130,7 +140,7 @@ class VideoCrafter2Pipeline(_Face, DiffusionPipeline):
     @property
     def base_size(self) -> tuple[int, int]:
         """(height, width) in pixels the UNet was trained at (its config's ``sample_size`` x 8)."""
-        sample = self.unet.config.sample_size or (40, 64)
+        sample = self.unet.config["sample_size"] or (40, 64)
         sample = (sample, sample) if isinstance(sample, int) else sample
         return sample[0] * 8, sample[1] * 8
 
@@ -193,8 +203,10 @@ class VideoCrafter2UpscalePipeline(VideoCrafter2Pipeline):
 
     default_preset = None  # `vidscale upscale` without --preset starts from the defaults
 
+    # the text-to-video pipeline's components, not its call: video in, video out
     @torch.no_grad()
-    def __call__(self, video: np.ndarray | torch.Tensor | Sequence[PIL.Image.Image], prompt: str | None = None,
+    def __call__(self, video: np.ndarray | torch.Tensor | Sequence[PIL.Image.Image],  # type: ignore[override]
+                 prompt: str | None = None,
                  scale: int | None = None, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, fps: int | None = None,
                  generator: torch.Generator | None = None, output_type: str = "np", return_dict: bool = True,
@@ -210,7 +222,8 @@ class VideoCrafter2UpscalePipeline(VideoCrafter2Pipeline):
                  "sampling.seed": generator.initial_seed() if generator is not None else None}
         settings = self.settings(preset, overrides, named)
         if not settings.sampling.fps:
-            raise ValueError("VideoCrafter2UpscalePipeline: pass fps= (the clip's frame rate; VC2 is conditioned on it)")
+            raise ValueError("VideoCrafter2UpscalePipeline: pass fps= (the clip's frame rate; "
+                             "VC2 is conditioned on it)")
         # 2. the same chunked FreeScale denoising as `vidscale upscale`
         frames = upscale_frames(self.videocrafter2(), as_rgb_frames(video), settings, fps=settings.sampling.fps,
                                 progress=self._progress())
@@ -219,7 +232,7 @@ class VideoCrafter2UpscalePipeline(VideoCrafter2Pipeline):
         return VideoPipelineOutput(frames=output) if return_dict else (output,)
 
 
-class WanFreeScalePipeline(_Face, DiffusionPipeline):
+class WanFreeScalePipeline(_Face):
     """Text-to-video with Wan 2.1 through vidscale: ``WanPipeline``'s arguments, its frames at the
     base size, FreeScale's self-cascade above it (one x2 stage per doubling).
 
@@ -233,7 +246,14 @@ class WanFreeScalePipeline(_Face, DiffusionPipeline):
     changes it, as for WanPipeline).
     """
 
-    model_cpu_offload_seq = "text_encoder->transformer->vae"
+    # the components register_modules sets
+    tokenizer: PreTrainedTokenizerBase
+    text_encoder: UMT5EncoderModel
+    vae: AutoencoderKLWan
+    scheduler: UniPCMultistepScheduler
+    transformer: WanTransformer3DModel
+
+    model_cpu_offload_seq = "text_encoder->transformer->vae"  # type: ignore[assignment]  # diffusers leaves it unannotated (None)
     _callback_tensor_inputs = ["latents"]
     default_preset = "wan-t2v-960p"
 
@@ -257,7 +277,7 @@ class WanFreeScalePipeline(_Face, DiffusionPipeline):
         """The components as the model object vidscale's pipeline functions run on."""
         height, width = self.base_size
         return Wan(self.transformer, self.vae, self.text_encoder, self.tokenizer,
-                   FlowSchedule(self.scheduler.config.flow_shift), name="Wan (diffusers pipeline)",
+                   FlowSchedule(self.scheduler.config["flow_shift"]), name="Wan (diffusers pipeline)",
                    base_height=height, base_width=width, execution_device=self._execution_device)
 
     def check_size(self, height: int, width: int) -> None:
@@ -292,8 +312,10 @@ class WanFreeScaleVideoToVideoPipeline(WanFreeScalePipeline):
     """Video-to-video at the clip's own size with Wan 2.1: ``WanVideoToVideoPipeline``'s arguments
     and frames (the clip encoded, re-noised to ``strength``, denoised by vidscale's sampler)."""
 
+    # the text-to-video pipeline's components, not its call: video in, video out
     @torch.no_grad()
-    def __call__(self, video: np.ndarray | torch.Tensor | Sequence[PIL.Image.Image], prompt: str = "",
+    def __call__(self, video: np.ndarray | torch.Tensor | Sequence[PIL.Image.Image],  # type: ignore[override]
+                 prompt: str = "",
                  negative_prompt: str | None = None, height: int | None = None, width: int | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  strength: float = 0.8, generator: torch.Generator | None = None, output_type: str = "np",

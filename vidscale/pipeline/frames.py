@@ -46,4 +46,5 @@ def upscale_frames(model: Any, frames: np.ndarray, settings: Settings, *, fps: i
         store = JobStore.open(Path(scratch), "frames", {"frames": count, "size": [width, height]})
         denoise_chunks(plan, store, inputs=inputs, denoiser=lambda _chunk: denoiser, schedule=backend.schedule,
                        settings=settings, progress=progress)
-        return np.concatenate([rgb for chunk in plan.chunks for rgb, _pts in decoded_chunk(backend, plan, store, chunk)])
+        return np.concatenate([rgb for chunk in plan.chunks
+                               for rgb, _pts in decoded_chunk(backend, plan, store, chunk)])

@@ -34,8 +34,8 @@ from ..backends import Backend, EpsFn, as_backend
 from ..errors import Interrupted, SettingsError
 from ..freescale import restart_index, upsample_latent
 from ..media import VideoWriter
-from ..media.write import check_output
 from ..media.codecs import output_suffix
+from ..media.write import check_output
 from ..model import resolve_model_path
 from ..model.loading import resolve_spec
 from ..model.solvers import Solver
@@ -178,14 +178,13 @@ def generate_latents(model: Any, settings: Settings, *, generator: torch.Generat
     stages = Stages(backend, settings, generator, count=1 + len(factors), store=store, after_step=after_step,
                     should_stop=should_stop)
     first, latents = stages.resume()
-    for index in range(first, stages.count):
-        if index == 0:  # 3. base stage
-            steps = sampling.steps
-            run = _base_stage(backend, eps_fn, settings, generator, base_latent, progress)
-        else:  # 4. a cascade stage
-            steps = sampling.steps - restart_index(sampling.steps, method.restart_fraction)
-            run = _cascade_stage(backend, eps_fn, settings, latents, generator, base_latent, factors[index - 1],
-                                 progress)
+    if latents is None:  # 3. base stage (a new job)
+        latents = stages.run(0, sampling.steps, _base_stage(backend, eps_fn, settings, generator, base_latent,
+                                                            progress))
+    for index in range(max(first, 1), stages.count):  # 4. each cascade stage
+        steps = sampling.steps - restart_index(sampling.steps, method.restart_fraction)
+        run = _cascade_stage(backend, eps_fn, settings, latents, generator, base_latent, factors[index - 1],
+                             progress)
         latents = stages.run(index, steps, run)
     return latents
 
@@ -244,7 +243,9 @@ class Stages:
     def resume(self) -> tuple[int, torch.Tensor | None]:
         """(the first stage to run, the latents the stage before it ended in), with the generator
         set to its state after that stage; (0, None) for a new job."""
-        finished = len(self.store.finished) if self.store is not None else 0  # saved in order: 0 .. n-1
+        if self.store is None:
+            return 0, None
+        finished = len(self.store.finished)  # saved in order: 0 .. n-1
         if not finished:
             return 0, None
         saved = self.store.load_chunk(finished - 1)

@@ -24,10 +24,9 @@ from typing import Callable
 
 import torch
 
-from ..freescale import (detail_control, guidance_weight_schedule, restart_index,
-                         structure_guidance)
-from ..settings import Settings
+from ..freescale import detail_control, guidance_weight_schedule, restart_index, structure_guidance
 from ..model.solvers import Solver
+from ..settings import Settings
 from .denoise import DenoiseHooks, EpsFn, StepHook, denoise
 
 

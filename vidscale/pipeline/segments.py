@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from ..atomic import check_target
-from ..media import VideoInfo, VideoWriter, probe
 from ..backends import as_backend
+from ..media import VideoInfo, VideoWriter, probe
 from ..progress import Progress
 from ..settings import Settings
 from ..work.plan import Segment, UpscalePlan, plan_segments

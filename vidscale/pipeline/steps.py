@@ -105,7 +105,8 @@ def chunk_inputs(model: Any, info: VideoInfo, plan: UpscalePlan, chunk: Chunk,
                  settings: Settings) -> ChunkInputs:
     """Read a chunk's frames and build its reference latent at the target size."""
     first = plan.frame_range[0]
-    frames, pts = [], []
+    frames: list[np.ndarray] = []
+    pts: list[int] = []
     for part in read_frames(info, first + chunk.start, first + chunk.end):
         frames.append(part.frames)
         pts.extend(part.pts)

@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import check_target, remove_stale_temps
-from ..media import VideoWriter, probe
 from ..backends import as_backend
+from ..media import VideoWriter, probe
 from ..progress import Progress
 from ..settings import Settings
 from ..work.plan import Chunk, UpscalePlan
 from ..work.store import JobStore
+from .background import Sink
 from .chunks import denoise_chunks
 from .loading import load_model, reset_peak_memory, runtime_report
-from .background import Sink
 from .result import UpscaleResult
 from .steps import chunk_inputs, decoded_chunk, job_identity, plan_for_model, planned_without_model, upscale_denoiser
 

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..model.spec import VC2_COST, VC2_GRID, CostModel, LatentGrid
-from ..settings import Settings
+from ..settings import Fusion, Settings
 
 VAE_FACTOR = VC2_GRID.spatial  # VC2's pixels per latent cell
 UNET_MULTIPLE = VC2_GRID.multiple  # VC2's UNet halves the latent three times
@@ -270,7 +270,7 @@ class UpscalePlan:
     geometry: Geometry
     chunks: list[Chunk]
     tiles: list[Tile]
-    fusion: str
+    fusion: Fusion
     steps: int  # denoising steps actually run (after the restart)
     temporal_windows: int  # 16-frame windows in the longest chunk
     memory_gb: float
@@ -459,7 +459,7 @@ def make_plan(width: int, height: int, frame_range: tuple[int, int], settings: S
     )
 
 
-def _fusion_mode(requested: str, latent: tuple[int, int]) -> tuple[str, list[str]]:
+def _fusion_mode(requested: Fusion, latent: tuple[int, int]) -> tuple[Fusion, list[str]]:
     if requested in ("reference", "fast") and latent[0] * latent[1] > MAX_GLOBAL_TOKENS:
         return "npa-only", [f"latent {latent[0]}x{latent[1]} too large for global attention: npa-only"]
     return requested, []
