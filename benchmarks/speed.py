@@ -465,7 +465,8 @@ def build_model(args: argparse.Namespace, family: str, device: torch.device, dty
         return load_wan("wan-tiny" if args.reduced else args.wan_model, device=device, dtype=dtype)
     if args.reduced:
         model = random_videocrafter2(device, dtype, configs=REDUCED_CONFIGS)
-        model.base_height, model.base_width = REDUCED_SIZES["generate.base_height"], REDUCED_SIZES["generate.base_width"]
+        model.base_height = REDUCED_SIZES["generate.base_height"]
+        model.base_width = REDUCED_SIZES["generate.base_width"]
         return model
     return load_videocrafter2(args.model, device=device, dtype=dtype)
 

@@ -40,7 +40,8 @@ def load_run(path: Path) -> dict[str, Any]:
     try:
         run = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"{path}: cannot read the run's JSON ({exc}); give gpu_run.json or speed.py --list's output")
+        raise SystemExit(f"{path}: cannot read the run's JSON ({exc}); "
+                         "give gpu_run.json or speed.py --list's output") from None
     if "plan" not in run:
         raise SystemExit(f"{path}: no 'plan' (the jobs and their targets); give gpu_run.py's JSON or speed.py --list's")
     resolved = Path(path).resolve()
@@ -117,7 +118,8 @@ def status_text(record: dict[str, Any] | None, reduced: bool) -> str:
     if not missed:
         return "met"
     return "missed: " + "; ".join(
-        f"{FIGURES[key][0]} " + (f"{number(record[key])} {FIGURES[key][1]}" if record.get(key) is not None else "absent")
+        f"{FIGURES[key][0]} "
+        + (f"{number(record[key])} {FIGURES[key][1]}" if record.get(key) is not None else "absent")
         for key in missed)
 
 
@@ -143,7 +145,8 @@ def render(runs: list[dict[str, Any]]) -> str:
     """The README block: a line on the runs, the table, and the ratios both runs of a pair allow."""
     if len({bool(run.get("reduced")) for run in runs}) > 1:
         reduced = next(run["source"] for run in runs if run.get("reduced"))
-        raise SystemExit(f"{reduced}: a REDUCED run (ratios only) cannot share a table with full-size runs; leave it out")
+        raise SystemExit(f"{reduced}: a REDUCED run (ratios only) cannot share a table with full-size runs; "
+                         "leave it out")
     plan = runs[-1]["plan"]
     used = {entry["name"]: pick(runs, entry["name"]) for entry in plan}
     cited = sorted({item[0] for item in used.values() if item is not None})
@@ -175,7 +178,8 @@ def render(runs: list[dict[str, Any]]) -> str:
 def result_name(run: dict[str, Any]) -> str:
     """``DATE_GPU_driver-V_torch-V_diffusers-V.json``: the run's identity, in safe characters."""
     env = run.get("environment", {})
-    parts = [run.get("date", "undated")[:10], env.get("device") or "unknown", f"driver-{env.get('gpu_driver') or 'none'}",
+    parts = [run.get("date", "undated")[:10], env.get("device") or "unknown",
+             f"driver-{env.get('gpu_driver') or 'none'}",
              f"torch-{env.get('torch')}", f"diffusers-{env.get('versions', {}).get('diffusers')}"]
     if run.get("reduced"):
         parts.append("reduced")

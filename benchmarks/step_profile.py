@@ -53,7 +53,8 @@ class StepProfile:
         cuda = self.device.type == "cuda"
         key = "self_device_time_total" if cuda else "self_cpu_time_total"
         if cuda:
-            peak, peak_kind = torch.cuda.max_memory_allocated(self.device) / 2**30, "cuda max_memory_allocated in the step"
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**30
+            peak_kind = "cuda max_memory_allocated in the step"
         else:
             peak, peak_kind = peak_memory_gb(self.device), "process peak RSS so far (not resettable)"
         ranked = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:TOP_JSON]
@@ -61,7 +62,8 @@ class StepProfile:
         path.write_text(
             f"torch.profiler: one denoising step of {self.job}: bar '{self.stage}' #{self.occurrence}, "
             f"step {step + 1} of {total}\n"
-            f"device {torch.cuda.get_device_name(self.device) if cuda else self.device.type}; torch {torch.__version__}\n"
+            f"device {torch.cuda.get_device_name(self.device) if cuda else self.device.type}; "
+            f"torch {torch.__version__}\n"
             f"step wall time {seconds:.4f} s; memory peak {peak:.2f} GB ({peak_kind})\n"
             f"ops and kernels by {key.replace('_', ' ')}:\n"
             + events.table(sort_by=key, row_limit=TOP_ROWS, max_name_column_width=90) + "\n")

@@ -23,7 +23,8 @@ TINY = [(r"num_inference_steps=\d+", "num_inference_steps=2"), (r"num_frames=\d+
         (r"(?<!_)steps=\d+", "steps=2"), (r"frames=\(0, \d+\)", "frames=(0, 2)")]
 # The Wan example on wan-tiny: its 32x32 base doubled, 5 frames (Wan clips are 1 + 4k), on the CPU.
 TINY_WAN = [(r"num_frames=\d+", "num_frames=5"), (r"height=\d+", "height=64"), (r"width=\d+", "width=64"),
-            (r'"cuda"', '"cpu"'), (r"torch\.bfloat16", "torch.float32"), (r"\.frames\[0\]", ".frames[0]; FRAMES = frames")]
+            (r'"cuda"', '"cpu"'), (r"torch\.bfloat16", "torch.float32"),
+            (r"\.frames\[0\]", ".frames[0]; FRAMES = frames")]
 
 
 def readme_python_blocks() -> list[str]:

@@ -31,12 +31,13 @@ os.environ.update(LOOPBACK_ONLY)  # before Ray is imported: the test cluster tal
 ray = pytest.importorskip("ray")
 torch = pytest.importorskip("torch")
 
+from job_files import write_preset  # noqa: E402
+from watch_helpers import decoded  # noqa: E402
+
 from vidscale.jobs.batch import BatchRequest, run_batch  # noqa: E402
 from vidscale.jobs.cluster import run_cluster  # noqa: E402
 from vidscale.pipeline.upscale import upscale_clip  # noqa: E402
 from vidscale.settings import Settings  # noqa: E402
-from job_files import write_preset  # noqa: E402
-from watch_helpers import decoded  # noqa: E402
 
 TINY = {"model.path": "tiny", "model.device": "cpu", "model.dtype": "fp32", "upscale.engine": "freescale",
         "sampling.steps": 2, "sampling.guidance_scale": 1.0, "output.codec": "h264", "output.crf": 0,

@@ -25,17 +25,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import frame_index
+from watch_helpers import FREESCALE_TINY, decoded, drop, start_watch, wait_for
 
 from vidscale.cli import main
 from vidscale.errors import InputError
 from vidscale.jobs.journal import RunningJob, WatchStatus
+from vidscale.media import probe
 from vidscale.pages import review_path, serve_status
 from vidscale.pages import status as status_module
 from vidscale.pages.review import chunk_boundaries, frame_changes, sample_frames
 from vidscale.pages.status import job_progress, status_view
-from vidscale.media import probe
 from vidscale.work.plan import plan_chunks
-from watch_helpers import FREESCALE_TINY, decoded, drop, start_watch, wait_for
 
 IMAGE = re.compile(r'<img class="(source|result)"[^>]*src="data:image/jpeg;base64,([^"]+)"')
 
@@ -298,7 +298,8 @@ def test_connections_beyond_the_cap_get_503_and_the_server_recovers(tmp_path):
     import socket
 
     with serve_status(tmp_path / "status.json", tmp_path, timeout=5.0) as server:
-        held = [socket.create_connection(("127.0.0.1", server.server_port)) for _ in range(status_module.MAX_CONNECTIONS)]
+        held = [socket.create_connection(("127.0.0.1", server.server_port))
+                for _ in range(status_module.MAX_CONNECTIONS)]
         try:
             wait_for(lambda: request(server, "GET", "/")[0] == 503, 10, what="503 once every slot is held")
         finally:

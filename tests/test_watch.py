@@ -20,13 +20,24 @@ import ffmpeg
 import pytest
 from click.testing import CliRunner
 from conftest import frame_index
+from watch_helpers import (
+    FREESCALE_TINY,
+    LANCZOS,
+    decoded,
+    drop,
+    events,
+    files,
+    job_progress,
+    run_vidscale,
+    start_watch,
+    status,
+    wait_for,
+)
 
 from vidscale.cli import main
 from vidscale.jobs.arrivals import ArrivalQueue
-from vidscale.work.plan import make_plan
 from vidscale.settings import load_settings
-from watch_helpers import (FREESCALE_TINY, LANCZOS, decoded, drop, events, files, job_progress,
-                           run_vidscale, start_watch, status, wait_for)
+from vidscale.work.plan import make_plan
 
 SETTLE = ["--settle", "0.5"]
 

@@ -4,9 +4,10 @@ The inbox below holds a symlink loop, symlinks to a private clip and to a folder
 an empty file, names that are not UTF-8, hold a newline or start with a dash, a 1 GiB sparse
 ``vidscale.toml``, one that sets ``[model] path`` and one that is a symlink; while the watcher runs,
 its ``out/`` is swapped for a symlink to the outside folder (the link is then an entry like any
-other, and goes to failed/; the clip after it fails: outputs are never written through it). What must hold: the watcher never
-crashes, nothing outside INBOX/out is written (or read: no output is made from a file outside),
-every clip ends in done/ or failed/ with its reason, and the status page answers 200 throughout.
+other, and goes to failed/; the clip after it fails: outputs are never written through it). What
+must hold: the watcher never crashes, nothing outside INBOX/out is written (or read: no output is
+made from a file outside), every clip ends in done/ or failed/ with its reason, and the status page
+answers 200 throughout.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from watch_helpers import LANCZOS, decoded, drop, events, files, start_watch, status, wait_for
 
 from vidscale.jobs import inbox as inbox_module
 from vidscale.jobs.watch import WatchRequest, watch_folder
 from vidscale.settings import FOLDER_KEYS, Settings, folder_key_allowed, load_settings
-from watch_helpers import LANCZOS, decoded, drop, events, files, start_watch, status, wait_for
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

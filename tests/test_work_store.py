@@ -7,10 +7,10 @@ import time
 
 import pytest
 import torch
+from watch_helpers import FREESCALE_TINY, decoded, job_progress, run_vidscale
 
 from vidscale.errors import JobError
 from vidscale.work.store import JobStore
-from watch_helpers import FREESCALE_TINY, decoded, job_progress, run_vidscale
 
 
 def test_saved_chunks_survive_a_reopen(tmp_path):
@@ -62,7 +62,8 @@ def test_a_chunk_or_step_that_does_not_read_is_not_finished_and_says_so(tmp_path
     (store.root / "chunk-0002.safetensors").write_bytes(data[: len(data) - 10])  # short
     with caplog.at_level("WARNING", logger="vidscale.work.store"):
         again = JobStore.open(tmp_path, "a", identity)
-    assert again.finished == {1} and again.running == {"chunk": 3, "step": 5, "file": "chunk-0003-step-0005.safetensors"}
+    assert again.finished == {1}
+    assert again.running == {"chunk": 3, "step": 5, "file": "chunk-0003-step-0005.safetensors"}
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and all("cannot be read; it is computed again" in line for line in lines)
     assert "chunk 0 (chunk-0000.safetensors)" in lines[0] and "chunk 2 (chunk-0002.safetensors)" in lines[1]

@@ -47,11 +47,22 @@ from typing import Any, Callable
 
 from ..atomic import write_bytes
 from ..errors import InputError, Interrupted, JobError, VidscaleError
+from ..media.probe import FrameSelection
 from ..pipeline.result import UpscaleResult
 from ..progress import Log, Progress
 from ..settings import ClusterSettings, Settings
-from .batch import (BatchRequest, BatchSummary, ItemResult, Ready, check_item, describe_item, failed_item,
-                    finish_batch, run_batch, start_batch)
+from .batch import (
+    BatchRequest,
+    BatchSummary,
+    ItemResult,
+    Ready,
+    check_item,
+    describe_item,
+    failed_item,
+    finish_batch,
+    run_batch,
+    start_batch,
+)
 from .engines import finish_job
 from .models import ModelKeeper
 from .workers import UnitFailed, UnitStopped, Worker
@@ -72,7 +83,7 @@ class ClipRun:
     source: Path
     output: Path
     settings: Settings
-    frames: tuple[int, int | None] | None = None
+    frames: FrameSelection | None = None
     started: float = field(default_factory=time.perf_counter)
     clip: Any = None  # SegmentedClip (freescale)
     stores: list[Any] = field(default_factory=list)
@@ -80,6 +91,13 @@ class ClipRun:
     units: dict[str, int] = field(default_factory=lambda: {"run": 0, "from_store": 0, "retried": 0})
     lanczos: tuple[bytes, UpscaleResult] | None = None
     outcome: ItemResult | None = None
+
+
+    def ended(self) -> ItemResult:
+        """How the clip ended: :meth:`Cluster.run` gives every run an outcome, or raises."""
+        if self.outcome is None:
+            raise JobError(f"{self.source}: the cluster run ended without an outcome for it")
+        return self.outcome
 
 
 @dataclass(frozen=True)
@@ -226,7 +244,8 @@ class Cluster:
         try:
             model, _ = self.driver_models.get(run.settings)
             run.clip = SegmentedClip.prepare(run.source, run.settings, model, frames=run.frames)
-            root = Path(self.settings.shared_path) if self.settings.shared_path else run.output.parent / ".vidscale-jobs"
+            shared = self.settings.shared_path
+            root = Path(shared) if shared else run.output.parent / ".vidscale-jobs"
             run.stores = [run.clip.store(segment, root) for segment in run.clip.segments]
         except VidscaleError as error:
             self._end(run, failed_item(run.source, run.output, error), say)
@@ -365,11 +384,12 @@ class Cluster:
         run = ClipRun(0, source, output, settings)
         self.run([run], progress=progress or Progress(enabled=False), say=lambda _line: None,
                  should_stop=should_stop)
-        if run.outcome.status == "failed":
-            error = VidscaleError(run.outcome.error)
-            error.exit_code = run.outcome.exit_code
+        outcome = run.ended()
+        if outcome.status == "failed":
+            error = VidscaleError(outcome.error)
+            error.exit_code = outcome.exit_code
             raise error
-        return run.outcome.result or {}
+        return outcome.result or {}
 
 
 def stored(store: Any) -> dict[str, Any] | None:
@@ -441,7 +461,7 @@ def run_cluster(request: BatchRequest, *, progress: Progress | None = None, log:
         with Cluster(request.settings.cluster, on_event=on_event, say=say) as cluster:
             summary.workers = len(cluster.workers)
             cluster.run(runs, progress=progress, say=say, should_stop=request.should_stop)
-    by_index = {run.item: run.outcome for run in runs}
+    by_index = {run.item: run.ended() for run in runs}
     summary.items = [by_index[index] if isinstance(item, Ready) else item for index, item in enumerate(items)]
     finish_batch(summary, found, request, started, say)
     return summary

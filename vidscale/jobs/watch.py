@@ -58,8 +58,8 @@ from ..settings import Settings
 from .arrivals import ArrivalQueue
 from .batch import reason
 from .engines import upscale_one
-from .interrupts import stop_on_signals
 from .inbox import FolderSettings, InboxLayout, kind_of
+from .interrupts import stop_on_signals
 from .journal import Journal, ReportingProgress, RunningJob, WatchStatus, now_iso
 from .models import ModelKeeper
 
