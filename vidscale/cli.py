@@ -284,9 +284,8 @@ def upscale(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None,
               help="Frame rate of the clip and of VC2's fps conditioning (sampling.fps).")
 @click.option("--steps", type=click.IntRange(1, 1000), help="Denoising steps (sampling.steps).")
 @_model_options
-@click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
-@click.option("--dry-run", is_flag=True,
-              help="Check everything the run checks, print the plan and a time estimate, and stop.")
+@OVERWRITE_OPTION
+@DRY_RUN_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def generate(prompt: str, output: Path | None, preset: str | None, frames: int | None,
