@@ -98,6 +98,18 @@ def make_folder(folder: Path, *, hint: str = "", exit_code: int = 1) -> None:
 
 
 @contextmanager
+def output_folder_errors(final: Path) -> Iterator[None]:
+    """An ``OSError`` opening ``final``'s folder as the one-line error it is for a user (exit 2)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise OutputError(f"{final.parent}: output folder does not exist", exit_code=2) from None
+    except OSError as exc:
+        raise OutputError(f"{final.parent}: cannot write in the output folder ({exc.strerror})",
+                          exit_code=2) from None
+
+
+@contextmanager
 def atomic_path(final: Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; on success it becomes ``final``, on error it is removed.
 
@@ -106,13 +118,8 @@ def atomic_path(final: Path, *, overwrite: bool = True) -> Iterator[Path]:
     """
     final = Path(final)
     check_target(final, overwrite=overwrite)
-    try:
+    with output_folder_errors(final):
         temp = temp_name(final)
-    except FileNotFoundError:
-        raise OutputError(f"{final.parent}: output folder does not exist", exit_code=2) from None
-    except OSError as exc:
-        raise OutputError(f"{final.parent}: cannot write in the output folder ({exc.strerror})",
-                          exit_code=2) from None
     try:
         yield temp
         sync_file(temp)
@@ -130,13 +137,8 @@ def write_bytes(final: Path, data: bytes, *, folder_fd: int | None = None) -> No
     path has become meanwhile; no symlink is followed there (the watch folder's state files).
     """
     final = Path(final)
-    try:
+    with output_folder_errors(final):
         folder = folder_fd if folder_fd is not None else os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
-    except FileNotFoundError:
-        raise OutputError(f"{final.parent}: output folder does not exist", exit_code=2) from None
-    except OSError as exc:
-        raise OutputError(f"{final.parent}: cannot write in the output folder ({exc.strerror})",
-                          exit_code=2) from None
     try:
         _write_in(folder, final, data)
     finally:

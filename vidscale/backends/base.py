@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 import torch
 
 from ..model.solvers import Solver
-from ..model.spec import ModelSpec
+from ..model.spec import VAE_PIXELS_PER_PASS, ModelSpec
 from ..model.tiles import Box
 from ..settings import FreeScaleSettings, SamplingSettings
 
@@ -74,7 +74,7 @@ class Backend(Protocol):
         """(F, 3, H, W) in [-1, 1] -> (1, C, f, h, w) float32 latents (deterministic: the mean)."""
 
     def decoded(self, latents: torch.Tensor, *, tiles: Sequence[Box] = (), overlap: int = 0,
-                pixels_per_pass: int = 2**21) -> Iterator[torch.Tensor]:
+                pixels_per_pass: int = VAE_PIXELS_PER_PASS) -> Iterator[torch.Tensor]:
         """(1, C, f, h, w) latents -> successive (n, 3, H, W) pixel batches in about [-1, 1]."""
 
     def initial_noise(self, frames: int, latent_size: tuple[int, int], generator: torch.Generator,
@@ -109,3 +109,10 @@ class LoadedModel:
     @property
     def dtype(self) -> torch.dtype:
         return self.model.dtype
+
+    def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_frames(pixels)
+
+    def decoded(self, latents: torch.Tensor, *, tiles: Sequence[Box] = (), overlap: int = 0,
+                pixels_per_pass: int = VAE_PIXELS_PER_PASS) -> Iterator[torch.Tensor]:
+        return self.model.decoded(latents, tiles=tiles, overlap=overlap, pixels_per_pass=pixels_per_pass)

@@ -9,7 +9,6 @@ windows plus FreeNoise's noise rescheduling at the base stage of clips longer th
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Iterator, Sequence
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -17,9 +16,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..freescale import freescale_patches, freescale_step, reschedule_noise, temporal_windows
 from ..model import VideoCrafter2
 from ..model.schedule import VC2Schedule
-from ..model.tiles import Box
 from ..model.unet import VC2UNet
-from ..model.videocrafter2 import VAE_PIXELS_PER_PASS
 from ..settings import FreeScaleSettings, SamplingSettings
 from .base import EpsFn, LoadedModel
 
@@ -37,13 +34,6 @@ class VC2Backend(LoadedModel):
         cond = self.model.encode_prompt([sampling.prompt])
         uncond = self.model.encode_prompt([sampling.negative_prompt]) if sampling.guidance_scale > 1 else None
         return guided_eps_fn(self.model.unet, cond, uncond, guidance_scale=sampling.guidance_scale, fps=fps)
-
-    def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_frames(pixels)
-
-    def decoded(self, latents: torch.Tensor, *, tiles: Sequence[Box] = (), overlap: int = 0,
-                pixels_per_pass: int = VAE_PIXELS_PER_PASS) -> Iterator[torch.Tensor]:
-        return self.model.decoded(latents, tiles=tiles, overlap=overlap, pixels_per_pass=pixels_per_pass)
 
     def initial_noise(self, frames: int, latent_size: tuple[int, int], generator: torch.Generator,
                       method: FreeScaleSettings) -> torch.Tensor:

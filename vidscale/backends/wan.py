@@ -25,15 +25,14 @@ What differs from VideoCrafter2, and why the seam hides it:
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..errors import SettingsError
 from ..freescale import transformer_patches
-from ..model.tiles import Box
-from ..model.wan import VAE_PIXELS_PER_PASS, Wan
+from ..model.wan import Wan
 from ..model.wan_cache import cache_config, calibrate_mag_ratios, use_cache
 from ..model.wan_schedule import FlowSchedule
 from ..settings import FreeScaleSettings, SamplingSettings
@@ -78,13 +77,6 @@ class WanBackend(LoadedModel):
             self.model.mag_ratios[key] = calibrate_mag_ratios(self.model.transformer, velocity, self.schedule, steps,
                                                               shape, self.device)
         return self.model.mag_ratios[key]
-
-    def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_frames(pixels)
-
-    def decoded(self, latents: torch.Tensor, *, tiles: Sequence[Box] = (), overlap: int = 0,
-                pixels_per_pass: int = VAE_PIXELS_PER_PASS) -> Iterator[torch.Tensor]:
-        return self.model.decoded(latents, tiles=tiles, overlap=overlap, pixels_per_pass=pixels_per_pass)
 
     def initial_noise(self, frames: int, latent_size: tuple[int, int], generator: torch.Generator,
                       method: FreeScaleSettings) -> torch.Tensor:

@@ -59,6 +59,9 @@ class LatentGrid:
 
 
 VC2_GRID = LatentGrid()
+# Pixels a VAE decode pass hands on at once (frames per pass = this // (H * W): 12 at 320x512, 1 at
+# 1280x2048): what the plan budgets a decode for and what every family's decoder batches by.
+VAE_PIXELS_PER_PASS = 2**21
 
 
 @dataclass(frozen=True)

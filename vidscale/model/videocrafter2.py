@@ -16,12 +16,11 @@ from .configs import TINY_TEXT, TINY_UNET, TINY_VAE, VC2_TEXT, VC2_UNET, VC2_VAE
 from .keymap import missing_and_unexpected
 from .random_weights import fill_random
 from .schedule import VC2Schedule
-from .spec import TINY_COST, VC2_COST, VC2_GRID, CostModel, ModelSpec
+from .spec import TINY_COST, VAE_PIXELS_PER_PASS, VC2_COST, VC2_GRID, CostModel, ModelSpec
 from .tiles import Box, blend_tiles
 from .tokenizer import ClipTokenizer
 from .unet import VC2UNet, keep_group_norm_fp32
 
-VAE_PIXELS_PER_PASS = 2**21  # frames per VAE call = this // (H * W): 12 at 320x512, 1 at 1280x2048
 VC2_FPS = 28  # VC2's official script conditions on 28 fps; generated clips are written at that rate
 TINY_NAME = "tiny (random test model)"
 RANDOM_NAME = "random (VideoCrafter2 architecture, random weights: for speed tests)"

@@ -36,7 +36,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, UMT5Config, UMT
 
 from ..errors import CheckpointError, ModelNotFoundError, SettingsError
 from .random_weights import fill_random
-from .spec import CostModel, LatentGrid, ModelSpec
+from .spec import VAE_PIXELS_PER_PASS, CostModel, LatentGrid, ModelSpec
 from .tiles import Box, blend_tiles
 from .wan_configs import (
     BASE_SIZES,
@@ -58,7 +58,6 @@ WAN_RANDOM = "wan-random"
 WAN_REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 WAN_DOWNLOAD = f"https://huggingface.co/{WAN_REPO}"
 PIPELINE_CLASS = "WanPipeline"
-VAE_PIXELS_PER_PASS = 2**21  # decoded frames handed on per batch = this // (H * W)
 TINY_SEED = 20250420
 RANDOM_SEED = 20250421
 PROMPTS_KEPT = 8  # encoded prompts kept per model

@@ -30,7 +30,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..model.spec import VC2_COST, VC2_GRID, CostModel, LatentGrid
+from ..model.spec import VAE_PIXELS_PER_PASS, VC2_COST, VC2_GRID, CostModel, LatentGrid
 from ..settings import Fusion, Settings
 
 VAE_FACTOR = VC2_GRID.spatial  # VC2's pixels per latent cell
@@ -52,7 +52,6 @@ ASSUMED_TFLOPS = {"H100-class GPU": 300.0, "A100-class GPU": 95.0, "RTX 4090-cla
 VAE_DECODE_ELEMENTS_PER_PIXEL = 900
 VAE_GROUPNORM_BYTES_PER_PIXEL = 256 * 4
 VC2_VAE_WIDTH = 256
-VAE_PIXELS_PER_PASS = 2**21  # as in vidscale.model.videocrafter2 (this module stays torch-free)
 VAE_BUDGET_SHARE = 1 / 8  # at most this share of the budget is kept for the VAE decode
 MIN_VAE_TILE = 32  # latent cells: 256 pixels, below which a tile's edge costs more than it saves
 
