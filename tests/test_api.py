@@ -51,6 +51,13 @@ def test_keyword_settings_are_unique_names_and_wrong_ones_are_refused(tmp_path):
         vidscale.generate("a cat", tmp_path / "cat.mp4", steps=0)
 
 
+def test_generate_without_a_preset_starts_from_the_model_familys_own(tmp_path):
+    """As ``vidscale generate``: a Wan model gets Wan's preset (16 fps, Wan's sampler), not VC2's."""
+    result = vidscale.generate("a kite", tmp_path / "kite.mp4", model="wan-tiny", steps=2, frames=5,
+                               base_width=32, base_height=32, width=32, height=32)
+    assert (result.frames, result.frame_rate, result.test_model) == (5, 16, True)
+
+
 def test_generate_returns_what_the_cli_prints(tmp_path):
     result = vidscale.generate("a cat", tmp_path / "cat.mp4", model="tiny", steps=2, frames=2, seed=3,
                                base_width=64, base_height=64, width=128, height=128)

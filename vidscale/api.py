@@ -79,18 +79,20 @@ def upscale(path: str | Path, output: str | Path | None = None, *, preset: str |
     return upscale_one(source, target, chosen, frames=frames, overwrite=overwrite, progress=Progress(enabled=progress))
 
 
-def generate(prompt: str, output: str | Path | None = None, *, preset: str | Path | None = "t2v-640p",
+def generate(prompt: str, output: str | Path | None = None, *, preset: str | Path | None = None,
              model: str | Path | None = None, overwrite: bool = False, progress: bool = False, **settings: Any):
     """Generate a clip from ``prompt`` (``vidscale generate PROMPT -o OUTPUT``); returns its
     :class:`~vidscale.pipeline.result.GenerateResult`. ``output`` defaults to a name made from the
-    prompt in the current folder.
+    prompt in the current folder; ``preset=None`` starts from the model family's own preset, as the
+    command does (``t2v-640p`` for VideoCrafter2, ``wan-t2v-960p`` for Wan).
 
     Resumable as the command is, but without its signal handler (a library call leaves signals
     to its caller): a ``KeyboardInterrupt`` leaves the job folder beside the output with every
     finished stage and the running stage's last step checkpoint (``checkpoint_seconds`` old at
     most), and the same call continues from there and returns the same frames."""
-    from .pipeline.generate import generate_clip
+    from .pipeline.generate import family_preset, generate_clip
 
-    chosen = _settings(preset, model, {**settings, "prompt": prompt})
+    chosen = _settings(preset or family_preset(str(model) if model is not None else None), model,
+                       {**settings, "prompt": prompt})
     return generate_clip(chosen, output=Path(output) if output is not None else None, overwrite=overwrite,
                          progress=Progress(enabled=progress))

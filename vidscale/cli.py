@@ -8,7 +8,6 @@ become exit codes in one place, :class:`VidscaleGroup`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import sys
@@ -26,9 +25,6 @@ from .settings import Codec, Settings, as_toml, load_settings, preset_names
 # What upscale and watch run without --preset: the shipped editing-master preset, so that the
 # no-preset default and the documented default are one thing (guidance 1.0: no CFG pass).
 DEFAULT_UPSCALE_PRESET = "prores-hq-2x"
-# What generate runs without --preset: the model family's own text-to-video preset (its base size,
-# frame count, guidance and sampler), picked from --model (or $VIDSCALE_MODEL).
-GENERATE_PRESETS = {"videocrafter2": "t2v-640p", "wan": "wan-t2v-960p"}
 CODECS = list(typing.get_args(Codec))  # the settings' type is the one list of codec names
 
 
@@ -298,13 +294,10 @@ def generate(prompt: str, output: Path | None, preset: str | None, frames: int |
 
     Ctrl-C (or SIGTERM) stops it after the current step, which is saved beside the output in
     .vidscale-jobs/; running the same command again resumes from there."""
-    from .model.loading import ENV as MODEL_ENV
-    from .model.loading import model_family
-    from .pipeline.generate import default_output, generate_clip, plan_generate
+    from .pipeline.generate import default_output, family_preset, generate_clip, plan_generate
     from .pipeline.result import TEST_MODEL_NOTE
 
-    family = model_family(model_path or os.environ.get(MODEL_ENV, ""))
-    settings = _settings(preset or GENERATE_PRESETS[family], {
+    settings = _settings(preset or family_preset(model_path), {
         "generate.frames": frames, "generate.width": size[0] if size else None,
         "generate.height": size[1] if size else None, "output.codec": codec,
         "model.path": model_path, "model.device": device, "model.dtype": dtype,

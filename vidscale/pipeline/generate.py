@@ -19,6 +19,7 @@ output, without running anything.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from fractions import Fraction
@@ -37,7 +38,8 @@ from ..media import VideoWriter
 from ..media.codecs import output_suffix
 from ..media.write import check_output
 from ..model import resolve_model_path
-from ..model.loading import resolve_spec
+from ..model.loading import ENV as MODEL_ENV
+from ..model.loading import model_family, resolve_spec
 from ..model.solvers import Solver
 from ..progress import Progress
 from ..settings import Settings
@@ -68,6 +70,17 @@ def cascade_factors(settings: Settings) -> list[int]:
             "times 1, 2, 4, 8, ... (the cascade doubles each side per stage)")
     stages = ratio_w.numerator.bit_length() - 1
     return [2 ** (k + 1) for k in range(stages)]
+
+
+# What generate runs without a preset: the model family's own text-to-video preset (its base size,
+# frame count, guidance and sampler).
+FAMILY_PRESETS = {"videocrafter2": "t2v-640p", "wan": "wan-t2v-960p"}
+
+
+def family_preset(model_path: str | None) -> str:
+    """The preset ``generate`` starts from when none is given (the CLI and the Python API alike):
+    the family's of the model ``model_path`` names (else ``$VIDSCALE_MODEL``'s)."""
+    return FAMILY_PRESETS[model_family(model_path or os.environ.get(MODEL_ENV, ""))]
 
 
 def default_output(settings: Settings) -> Path:
