@@ -34,3 +34,13 @@ class KeepFrames:
 
     def write(self, frames, pts=None):
         KeepFrames.frames.append(frames)
+
+
+def stop_at_question(k):
+    """A ``should_stop`` that says yes from its ``k``-th question on (a step is asked once)."""
+    asked = {"n": 0}
+
+    def should_stop():
+        asked["n"] += 1
+        return asked["n"] >= k
+    return should_stop

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 from job_files import write_preset
-from spies import KeepFrames, unet_calls
+from spies import KeepFrames, stop_at_question, unet_calls
 from watch_helpers import decoded
 
 import vidscale
@@ -67,15 +67,6 @@ def generate(model, settings, output: Path, **kwargs) -> tuple[torch.Tensor, np.
         patch.setattr(generate_module, "decoded_rgb16", spy)
         generate_clip(settings, output=output, model=model, **kwargs)
     return seen[0], np.concatenate(KeepFrames.frames), calls["n"]
-
-
-def stop_at_question(k):
-    asked = {"n": 0}
-
-    def should_stop():
-        asked["n"] += 1
-        return asked["n"] >= k
-    return should_stop
 
 
 def job_folder(parent: Path) -> Path:

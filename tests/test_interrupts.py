@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from spies import unet_calls
+from spies import stop_at_question, unet_calls
 from watch_helpers import decoded
 
 from vidscale.errors import Interrupted
@@ -26,17 +26,6 @@ RUN_STEPS = 5  # 6 steps, restart 0.3: the stage runs steps 1..5
 @pytest.fixture(scope="module")
 def model():
     return tiny_videocrafter2()
-
-
-
-
-def stop_at_question(k):
-    asked = {"n": 0}
-
-    def should_stop():
-        asked["n"] += 1
-        return asked["n"] >= k
-    return should_stop
 
 
 @pytest.mark.parametrize("overrides, frames, question, done_before, left", [
