@@ -231,6 +231,20 @@ def watch_not_a_video(tmp_path, make_clip):
     return vidscale("watch", tmp_path / "inbox", *ONCE, *LANCZOS)
 
 
+def ctrl_c_once_the_job_opens(folder: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """Run ``python -m vidscale ARGS -q``, send one SIGINT once its job store under ``folder`` is
+    open (denoising is next), and return the process (ended) and everything it printed."""
+    command = [sys.executable, "-m", "vidscale", *args, "-q"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list(folder.glob(".vidscale-jobs/*/manifest.json")):
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert time.monotonic() < deadline, "the job did not start within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    return process, process.communicate(timeout=120)[0]
+
+
 def upscale_interrupted(tmp_path, make_clip):
     """A real Ctrl-C (SIGINT) to a FreeScale upscale: the step is saved, the resume command named."""
     clip = make_clip(width=64, height=48, frames=3)
@@ -238,15 +252,7 @@ def upscale_interrupted(tmp_path, make_clip):
     preset.write_text('[model]\npath = "tiny"\ndevice = "cpu"\ndtype = "fp32"\n[sampling]\nsteps = 40\n'
                       '[output]\ncodec = "h264"\n')
     out = tmp_path / "out.mp4"
-    args = [sys.executable, "-m", "vidscale", "upscale", str(clip), "-o", str(out), "--preset", str(preset), "-q"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".vidscale-jobs/*/manifest.json")):  # the job is open: denoising next
-        assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline, "the job did not start within 120 s"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    text = process.communicate(timeout=120)[0]
+    process, text = ctrl_c_once_the_job_opens(tmp_path, "upscale", str(clip), "-o", str(out), "--preset", str(preset))
     assert FIRST in text and "Aborted" not in text
     assert f"run the same command again to resume: python -m vidscale upscale {clip}" in text
     assert "stopped at step" in text
@@ -324,15 +330,7 @@ def generate_interrupted(tmp_path, make_clip):
                       '[generate]\nframes = 2\nbase_width = 64\nbase_height = 64\nwidth = 128\nheight = 128\n'
                       '[output]\ncodec = "h264"\n')
     out = tmp_path / "fox.mp4"
-    args = [sys.executable, "-m", "vidscale", "generate", "a fox", "-o", str(out), "--preset", str(preset), "-q"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".vidscale-jobs/*/manifest.json")):  # the job is open: the base stage next
-        assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline, "the job did not start within 120 s"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    text = process.communicate(timeout=120)[0]
+    process, text = ctrl_c_once_the_job_opens(tmp_path, "generate", "a fox", "-o", str(out), "--preset", str(preset))
     assert FIRST in text and "Aborted" not in text
     assert f"run the same command again to resume: python -m vidscale generate 'a fox' -o {out}" in text
     assert "in stage 1 of 2; kept in" in text
