@@ -518,10 +518,14 @@ class Watcher:
 
     def _fail(self, area: str, rel: Path, error: BaseException, *, output: Path | None,
               sources: tuple[str, ...] | None = None) -> None:
-        self.summary.exit_code = max(self.summary.exit_code, getattr(error, "exit_code", 1))
+        """Move ``rel`` to failed/ with its error file and count the failure; a clip that is gone
+        (a watcher sharing the inbox took it while this one judged it) failed nowhere."""
         if sources is None:
             sources = self._sources_or_base(rel)
         target = self._move_on(area, rel, "failed")
+        if target is None and self.layout.entry(area, rel) is None:
+            return
+        self.summary.exit_code = max(self.summary.exit_code, getattr(error, "exit_code", 1))
         if target is None:
             return
         record = self.layout.failed / target.with_name(target.name + ".error.json")
